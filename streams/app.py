@@ -1,0 +1,37 @@
+"""The Faust application, built in exactly one place from one settings object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from streams.settings import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app configured for kbwatch; agents are attached by `streams.worker`."""
+    # Faust creates only the last level of its data directory.
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers().split(",")],
+        store=settings.store,
+        datadir=str(Path(settings.data_dir) / settings.app_id),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_rebalance_timeout=settings.rebalance_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 3),
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_linger_ms=5,
+        producer_acks=-1,
+    )

@@ -1,0 +1,135 @@
+"""The reviewed catalog: which records count, rule thresholds, known bad updates.
+
+Everything a reviewer needs to check a verdict is here as data, not scattered
+literals: event ids per role, windows and counts per rule, and the known-issue
+entries the alert descriptions draw on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.signals import SignalKind
+from streams.timeutil import HOUR_MS, MINUTE_MS
+
+KERNEL_POWER = "Microsoft-Windows-Kernel-Power"
+KERNEL_GENERAL = "Microsoft-Windows-Kernel-General"
+WER_SYSTEM = "Microsoft-Windows-WER-SystemErrorReporting"
+WINDOWS_UPDATE = "Microsoft-Windows-WindowsUpdateClient"
+
+# (provider, event id) -> what the record is for the rules. Provider names are
+# compared exactly as the collector writes them (`winlog.provider_name`).
+# EventLog 6008 (unexpected shutdown) is deliberately absent: every dirty boot
+# also writes a Kernel-Power 41, and only the 41 tells a crash from a person
+# holding the power button, so the 6008 adds nothing a verdict could use.
+RELEVANT_EVENTS: dict[tuple[str, int], SignalKind] = {
+    (KERNEL_POWER, 41): SignalKind.DIRTY_BOOT,  # or FORCED_OFF, decided by its fields
+    (WER_SYSTEM, 1001): SignalKind.BUGCHECK,
+    ("BugCheck", 1001): SignalKind.BUGCHECK,  # the event source name some exports use
+    (KERNEL_GENERAL, 12): SignalKind.BOOT_START,
+    (WINDOWS_UPDATE, 19): SignalKind.INSTALL,
+}
+
+# Updates that install several times a day and never touch the boot path:
+# attributing a loop to them would hide the real culprit.
+IGNORED_KBS: frozenset[str] = frozenset(
+    {
+        "KB2267602",  # Microsoft Defender Antivirus security intelligence
+        "KB2461484",  # Microsoft Security Essentials definitions
+        "KB4052623",  # Microsoft Defender Antivirus platform
+        "KB915597",  # Windows Defender definitions
+        "KB890830",  # Malicious Software Removal Tool
+    }
+)
+IGNORED_TITLE_MARKERS: tuple[str, ...] = (
+    "security intelligence update",
+    "definition update",
+)
+
+
+# Where the alert's `runbook_url` points unless KBWATCH_RUNBOOK_URL says otherwise.
+RUNBOOK_URL = "https://github.com/kbwatch/kbwatch/blob/main/README.md#runbook-postupdatebootloop"
+
+
+@dataclass(frozen=True, slots=True)
+class BootLoopRule:
+    """`PostUpdateBootLoop`: repeated crash boots soon after an update."""
+
+    alertname: str = "PostUpdateBootLoop"
+    severity: str = "critical"
+    maturity: str = "stable"
+    min_crash_boots: int = 3
+    window_ms: int = 60 * MINUTE_MS  # all `min_crash_boots` within this span
+    after_install_ms: int = 72 * HOUR_MS  # the first crash this soon after an install
+    stable_ms: int = 6 * HOUR_MS  # crash-free device time that resolves the alert
+    runbook_url: str = RUNBOOK_URL
+
+
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    """Bounds on per-device state, in the device's own event time."""
+
+    # Crash markers older than the device's newest event time minus this are
+    # dropped, and records that old arrive too late to change a verdict. Long
+    # enough for a Windows Update for Business install row (24-36 h late) to
+    # still meet the crashes it explains.
+    marker_retention_ms: int = 48 * HOUR_MS
+    max_markers: int = 192
+    max_installs: int = 8
+    # Two install records of one KB this close together are one install
+    # (WindowsUpdateClient 19 and a native record of the same event).
+    install_merge_ms: int = 24 * HOUR_MS
+    install_retention_ms: int = 30 * 24 * HOUR_MS
+    episode_retention_ms: int = 30 * 24 * HOUR_MS
+    max_episodes: int = 16
+    # An idle device whose event time is this far behind the fleet's is forgotten.
+    idle_device_ttl_ms: int = 14 * 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class KnownIssue:
+    """A published update regression the alert text can point at."""
+
+    kb: str
+    build: str
+    symptom: str
+    advice: str
+    kir_policy: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """All rule settings in one reviewed object; `Settings` may override fields."""
+
+    boot_loop: BootLoopRule = field(default_factory=BootLoopRule)
+    limits: StateLimits = field(default_factory=StateLimits)
+
+
+KNOWN_ISSUES: dict[str, KnownIssue] = {
+    issue.kb: issue
+    for issue in (
+        KnownIssue(
+            kb="KB5053598",
+            build="26100.3476",
+            symptom="bugcheck 0x18B SECURE_KERNEL_ERROR boot loops on some devices",
+            advice="Known Issue Rollback reaches unmanaged PCs within 24 h (restarts help); "
+            "managed PCs need the KIR Group Policy.",
+            kir_policy="KB5053598 Known Issue Rollback (Windows 11 24H2)",
+        ),
+        KnownIssue(
+            kb="KB5053656",
+            build="26100.3624",
+            symptom="0x18B boot loops; Windows Hello PIN and face sign-in failures",
+            advice="Deploy the KIR Group Policy (set to Disabled, then restart); pause the ring.",
+            kir_policy="KB5053656 Known Issue Rollback (Windows 11 24H2)",
+        ),
+        KnownIssue(
+            kb="KB5055523",
+            build="26100.3775",
+            symptom="worldwide 0x18B boot loops, Windows Hello failures, Arm64 app crashes",
+            advice="Deploy the KIR Group Policy (set to Disabled, then restart); pause the ring; "
+            "keep BitLocker recovery keys at hand for devices that cannot boot.",
+            kir_policy="KB5055523 Known Issue Rollback (Windows 11 24H2)",
+        ),
+    )
+}

@@ -1,0 +1,197 @@
+"""`kbwatch` command line: worker, replay, broker, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from streams import __version__
+from streams.settings import Settings, SettingsError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kbwatch` command."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if not getattr(arguments, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        result: int = arguments.run(arguments)
+    except SettingsError as error:
+        print(f"kbwatch: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kbwatch",
+        description="Tells you within seconds that a Windows update is breaking your devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"kbwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run the streaming worker (Faust) against a broker")
+    _connection_flags(worker)
+    worker.add_argument("--web-port", type=int, help="port of /metrics (env KBWATCH_WEB_PORT, default 6066)")
+    worker.add_argument("--web-host", help="address of /metrics (env KBWATCH_WEB_HOST, default 127.0.0.1)")
+    worker.add_argument(
+        "--partitions", type=int, help="partitions of the topics it creates (KBWATCH_PARTITIONS)"
+    )
+    worker.add_argument("--log-level", help="debug, info, warning (env KBWATCH_LOG_LEVEL)")
+    worker.set_defaults(run=_run_worker)
+
+    replay = commands.add_parser("replay", help="run the rules offline over NDJSON files (.gz or - too)")
+    replay.add_argument("files", nargs="+", metavar="FILE", help="NDJSON files, .gz, or - for stdin")
+    replay.add_argument("--output", "-o", help="write alert objects here (default: stdout)")
+    replay.add_argument("--dlq", help="write rejected records here as JSON envelopes")
+    replay.set_defaults(run=_run_replay)
+
+    broker = commands.add_parser("broker", help="start the embedded Kafka-compatible broker (Tansu)")
+    broker.add_argument("--port", type=int, default=9092, help="loopback port (default 9092)")
+    broker.set_defaults(run=_run_broker)
+
+    simulate = commands.add_parser("simulate", help="produce a simulated fleet (spring-2025 timeline)")
+    _connection_flags(simulate)
+    simulate.add_argument("--devices", type=int, default=300, help="fleet size (default 300)")
+    simulate.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
+    simulate.add_argument("--noise-per-hour", type=float, default=4.0, help="everyday records/device/hour")
+    simulate.add_argument("--output", "-o", help="write NDJSON to this file instead of producing")
+    simulate.set_defaults(run=_run_simulate)
+
+    demo = commands.add_parser("demo", help="broker + worker + simulated fleet, alerts as they fire")
+    demo.add_argument("--devices", type=int, default=300, help="fleet size (default 300)")
+    demo.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
+    demo.add_argument("--web-port", type=int, default=6066, help="port of the worker's /metrics")
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _connection_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--broker", help="bootstrap servers host:port[,...] (env KBWATCH_BROKER)")
+    command.add_argument("--events-topic", help="Winlogbeat topic (env KBWATCH_EVENTS_TOPIC)")
+    command.add_argument("--installs-topic", help="install records topic (env KBWATCH_INSTALLS_TOPIC)")
+    command.add_argument("--alerts-topic", help="alerts topic (env KBWATCH_ALERTS_TOPIC)")
+    command.add_argument("--dlq-topic", help="dead-letter topic (env KBWATCH_DLQ_TOPIC)")
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    names = (
+        "broker",
+        "events_topic",
+        "installs_topic",
+        "alerts_topic",
+        "dlq_topic",
+        "web_port",
+        "web_host",
+        "partitions",
+        "log_level",
+    )
+    overrides: dict[str, Any] = {name: getattr(arguments, name, None) for name in names}
+    return Settings.from_env(**overrides)
+
+
+def _run_worker(arguments: argparse.Namespace) -> int:
+    import faust
+
+    from streams.topics import ensure_topics
+    from streams.worker import build_worker
+
+    settings = _settings(arguments)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(ensure_topics(settings))
+    worker = build_worker(settings)
+    print(
+        f"kbwatch worker: broker {settings.broker}, reading {settings.events_topic} and "
+        f"{settings.installs_topic}, metrics on http://{settings.web_host}:{settings.web_port}/metrics",
+        file=sys.stderr,
+        flush=True,
+    )
+    faust.Worker(worker.app, loglevel=settings.log_level, loop=loop).execute_from_commandline()
+    return 0
+
+
+def _run_replay(arguments: argparse.Namespace) -> int:
+    from streams.replay import iter_lines, paths_exist, replay
+    from streams.sieve import Sieve
+
+    missing = paths_exist(arguments.files)
+    if missing:
+        print(f"kbwatch replay: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = Settings.from_env()
+    output = open(arguments.output, "wb") if arguments.output else sys.stdout.buffer  # noqa: SIM115
+    dlq_out = open(arguments.dlq, "wb") if arguments.dlq else None  # noqa: SIM115
+    try:
+        summary = replay(
+            iter_lines(arguments.files),
+            catalog=settings.catalog(),
+            sieve=Sieve(settings.max_message_bytes),
+            alert_out=output,
+            dlq_out=dlq_out,
+            progress=sys.stderr.buffer if sys.stderr.isatty() else None,
+        )
+    finally:
+        if arguments.output:
+            output.close()
+        if dlq_out is not None:
+            dlq_out.close()
+    firing = sum(1 for alert in summary.alerts if alert.status == "firing")
+    print(
+        f"kbwatch replay: {summary.records} records, {summary.relevant} relevant, "
+        f"{summary.rejected} rejected, {firing} firing and {len(summary.alerts) - firing} resolved "
+        "alert messages",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_broker(arguments: argparse.Namespace) -> int:
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=arguments.port).start()
+    print(f"kbwatch broker: Tansu listening on {broker.bootstrap} (memory storage); Ctrl-C stops it")
+    stop = asyncio.Event()
+    try:
+        loop = asyncio.new_event_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.run_until_complete(stop.wait())
+    finally:
+        broker.stop()
+    return 0
+
+
+def _run_simulate(arguments: argparse.Namespace) -> int:
+    from streams.simulate import FleetPlan, produce_fleet, write_fleet
+
+    plan = FleetPlan(devices=arguments.devices, seed=arguments.seed, noise_per_hour=arguments.noise_per_hour)
+    if arguments.output:
+        count = write_fleet(plan, arguments.output)
+        print(f"kbwatch simulate: wrote {count} records to {arguments.output}", file=sys.stderr)
+        return 0
+    settings = _settings(arguments)
+    count = asyncio.run(produce_fleet(plan, settings))
+    print(f"kbwatch simulate: produced {count} records to {settings.broker}", file=sys.stderr)
+    return 0
+
+
+def _run_demo(arguments: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    return run_demo(devices=arguments.devices, seed=arguments.seed, web_port=arguments.web_port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

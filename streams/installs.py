@@ -1,0 +1,64 @@
+"""The native update-install record (topic `update-installs`) -> `Signal`.
+
+Contract: `schemas/update-install.schema.json`. `device` must be the same key
+the Windows event records get (host.id, else the lower-cased host name).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from streams.catalog import IGNORED_KBS
+from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
+from streams.signals import Signal, SignalKind
+from streams.timeutil import BadTimestamp, parse_event_time
+from streams.winlogbeat import MAX_DEVICE_KEY_LENGTH
+
+_KB = re.compile(r"^(?:KB)?(\d{6,8})$", re.IGNORECASE)
+_BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_SHORT_TEXT = 64
+
+
+def normalise_install(document: Any, now_ms: int) -> Outcome:
+    """One decoded native install record -> INSTALL Signal, or why not."""
+    if not isinstance(document, dict):
+        return Rejected(RejectReason.NOT_OBJECT, f"top level is {type(document).__name__}")
+    device = document.get("device")
+    if not isinstance(device, str) or not device.strip():
+        return Rejected(RejectReason.MISSING_FIELD, "device")
+    device = device.strip()
+    if len(device) > MAX_DEVICE_KEY_LENGTH or _CONTROL_CHARACTERS.search(device):
+        return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
+    kb_text = document.get("kb")
+    kb_match = _KB.match(kb_text.strip()) if isinstance(kb_text, str) else None
+    if kb_match is None:
+        return Rejected(RejectReason.BAD_VALUE, "kb is not like KB5055523")
+    kb = f"KB{kb_match.group(1)}"
+    if kb in IGNORED_KBS:
+        return Ignored(f"{kb} is a definition or tool update")
+    try:
+        time_ms = parse_event_time(document.get("installed_at"), now_ms)
+    except BadTimestamp as error:
+        return Rejected(RejectReason.BAD_TIMESTAMP, f"installed_at: {error}")
+    build = _optional_text(document, "build")
+    build_match = _BUILD.match(build)
+    if build and build_match is None:
+        return Rejected(RejectReason.BAD_VALUE, "build is not like 26100.3775")
+    return Signal(
+        device=device,
+        kind=SignalKind.INSTALL,
+        time_ms=time_ms,
+        kb=kb,
+        build=build_match.group(1) if build_match else "",
+        arch=_optional_text(document, "arch"),
+        source=_optional_text(document, "source") or "native",
+    )
+
+
+def _optional_text(document: dict[str, Any], name: str) -> str:
+    value = document.get(name)
+    if not isinstance(value, str):
+        return ""
+    return _CONTROL_CHARACTERS.sub("", value.strip())[:_SHORT_TEXT]

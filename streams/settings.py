@@ -1,0 +1,122 @@
+"""The one frozen settings object, and the only code that reads the environment.
+
+Every field has an environment variable (`KBWATCH_*`, listed in the README)
+and the CLI flags override them. Rule thresholds live in the catalog; the few
+that operators tune are exposed here and folded into a `Catalog`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from streams.catalog import RUNBOOK_URL, BootLoopRule, Catalog
+from streams.timeutil import HOUR_MS, MINUTE_MS
+
+
+class SettingsError(ValueError):
+    """An environment variable or flag has a value the product cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration; build with `Settings.from_env()`."""
+
+    broker: str = "127.0.0.1:9092"
+    events_topic: str = "winlogbeat"
+    installs_topic: str = "update-installs"
+    signals_topic: str = "kbwatch-signals"
+    alerts_topic: str = "kbwatch-alerts"
+    dlq_topic: str = "kbwatch-dlq"
+    app_id: str = "kbwatch"
+    partitions: int = 8
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    store: str = "memory://"
+    data_dir: str = "kbwatch-data"
+    max_message_bytes: int = 256 * 1024
+    session_timeout_seconds: float = 30.0
+    rebalance_timeout_seconds: float = 30.0
+    log_level: str = "info"
+    boot_loop_min_crashes: int = 3
+    boot_loop_window_minutes: int = 60
+    boot_loop_after_install_hours: int = 72
+    boot_loop_stable_hours: int = 6
+    runbook_url: str = RUNBOOK_URL
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `KBWATCH_<FIELD>` variables, then explicit overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = env_name(spec.name)
+            if name in environ:
+                values[spec.name] = _convert(name, environ[name], type(getattr(cls(), spec.name)))
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise `SettingsError` naming the first unusable value."""
+        positive = (
+            "partitions",
+            "replication_factor",
+            "max_message_bytes",
+            "boot_loop_min_crashes",
+            "boot_loop_window_minutes",
+            "boot_loop_after_install_hours",
+            "boot_loop_stable_hours",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{env_name(name)} must be at least 1, not {getattr(self, name)}")
+        if not 0 < self.web_port < 65536:
+            raise SettingsError(f"{env_name('web_port')} must be a TCP port, not {self.web_port}")
+        if not self.store.startswith(("memory://", "rocksdb://")):
+            raise SettingsError(f"{env_name('store')} must be memory:// or rocksdb://, not {self.store!r}")
+        topics = [
+            self.events_topic,
+            self.installs_topic,
+            self.signals_topic,
+            self.alerts_topic,
+            self.dlq_topic,
+        ]
+        if len(set(topics)) != len(topics) or not all(topics):
+            raise SettingsError("the five topic names must be set and all different")
+
+    def catalog(self) -> Catalog:
+        """The rule catalog with this configuration's overrides."""
+        rule = replace(
+            BootLoopRule(),
+            min_crash_boots=self.boot_loop_min_crashes,
+            window_ms=self.boot_loop_window_minutes * MINUTE_MS,
+            after_install_ms=self.boot_loop_after_install_hours * HOUR_MS,
+            stable_ms=self.boot_loop_stable_hours * HOUR_MS,
+            runbook_url=self.runbook_url,
+        )
+        return Catalog(boot_loop=rule)
+
+    def bootstrap_servers(self) -> str:
+        """The broker list without any `kafka://` scheme, for aiokafka."""
+        return ",".join(part.strip().removeprefix("kafka://") for part in self.broker.split(","))
+
+
+def env_name(field_name: str) -> str:
+    """`web_port` -> `KBWATCH_WEB_PORT`."""
+    return f"KBWATCH_{field_name.upper()}"
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from error
+    return raw

@@ -1,0 +1,110 @@
+"""The sieve: raw collector messages -> signals for the rules, or the DLQ.
+
+This is the hot path: it sees every record of every device. Almost all are
+noise to the rules, so after one `orjson` parse an irrelevant record costs a
+few dictionary look-ups, and only one of them per device per ten minutes of
+event time goes on as a `seen` signal (the device's clock for resolving
+alerts). Stateless apart from that throttle, which may be forgotten at any
+time without changing a verdict: `seen` times are floored to the ten minutes,
+so whichever record of those ten minutes gets through says the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from streams import codec
+from streams.installs import normalise_install
+from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
+from streams.signals import Signal, SignalKind
+from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
+from streams.winlogbeat import normalise
+
+SEEN_GRANULARITY_MS = 10 * MINUTE_MS
+_SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
+_MAX_TRACKED_DEVICES = 500_000
+
+
+class Source(StrEnum):
+    """Which input a message came from; values are `source` metric labels."""
+
+    WINLOGBEAT = "winlogbeat"
+    INSTALLS = "update_installs"
+
+
+class Sifted(StrEnum):
+    """What the sieve did with a message; values are `outcome` metric labels."""
+
+    RELEVANT = "relevant"  # a signal for the rules
+    SEEN = "seen"  # forwarded as the device's clock
+    IRRELEVANT = "irrelevant"  # nothing for the rules
+    REJECTED = "rejected"  # to the dead-letter topic
+
+
+@dataclass(frozen=True, slots=True)
+class SieveResult:
+    """`signal` is set for RELEVANT and SEEN, `rejected` for REJECTED."""
+
+    sifted: Sifted
+    signal: Signal | None = None
+    rejected: Rejected | None = None
+    event_ms: int = 0  # the record's exact event time, where it was read
+
+
+_IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
+
+
+class Sieve:
+    """Classifies raw messages; one instance per consumer, not thread-safe."""
+
+    def __init__(self, max_message_bytes: int, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self._max_message_bytes = max_message_bytes
+        self._clock = clock
+        self._seen_bucket: dict[str, str] = {}
+
+    def sift(self, source: Source, payload: bytes | None) -> SieveResult:
+        """Classify one message's value bytes."""
+        if payload is None:
+            return _reject(RejectReason.NOT_JSON, "message has no value")
+        if len(payload) > self._max_message_bytes:
+            return _reject(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {self._max_message_bytes}")
+        try:
+            document: Any = codec.loads(payload)
+        except codec.DecodeError as error:
+            return _reject(RejectReason.NOT_JSON, str(error)[:200])
+        now_ms = self._clock()
+        if source is Source.INSTALLS:
+            return self._result(normalise_install(document, now_ms), now_ms)
+        return self._result(normalise(document, now_ms), now_ms)
+
+    def _result(self, outcome: Outcome, now_ms: int) -> SieveResult:
+        if isinstance(outcome, Signal):
+            return SieveResult(Sifted.RELEVANT, signal=outcome, event_ms=outcome.time_ms)
+        if isinstance(outcome, Seen):
+            return self._seen(outcome, now_ms)
+        if isinstance(outcome, Ignored):
+            return _IRRELEVANT
+        return SieveResult(Sifted.REJECTED, rejected=outcome)
+
+    def _seen(self, seen: Seen, now_ms: int) -> SieveResult:
+        bucket = seen.stamp[:_SEEN_PREFIX]
+        if self._seen_bucket.get(seen.device) == bucket:
+            return _IRRELEVANT
+        try:
+            time_ms = parse_event_time(seen.stamp, now_ms)
+        except BadTimestamp as error:
+            return _reject(RejectReason.BAD_TIMESTAMP, str(error))
+        if len(self._seen_bucket) >= _MAX_TRACKED_DEVICES:
+            # Forgetting only lets a few extra `seen` signals through.
+            self._seen_bucket.clear()
+        self._seen_bucket[seen.device] = bucket
+        floored = time_ms - time_ms % SEEN_GRANULARITY_MS
+        signal = Signal(device=seen.device, kind=SignalKind.SEEN, time_ms=floored, host=seen.host)
+        return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms)
+
+
+def _reject(reason: RejectReason, detail: str) -> SieveResult:
+    return SieveResult(Sifted.REJECTED, rejected=Rejected(reason, detail))

@@ -1,0 +1,75 @@
+"""The internal record: one fact about one device, whatever collector sent it.
+
+The sieve turns raw collector documents into `Signal`s keyed by device on the
+`kbwatch-signals` topic; the device agent and `kbwatch replay` consume them.
+The wire form is a small JSON object with short keys, because every relevant
+record of the fleet crosses the broker once more in this form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from streams import codec
+
+
+class SignalKind(StrEnum):
+    """What a record tells the rules. Values are part of the signals topic contract."""
+
+    INSTALL = "install"  # a successful update install (WindowsUpdateClient 19, native)
+    BOOT_START = "boot"  # Kernel-General 12: the OS started
+    DIRTY_BOOT = "dirty"  # Kernel-Power 41 that is not a held power button
+    FORCED_OFF = "forced"  # Kernel-Power 41 caused by a person holding the button
+    BUGCHECK = "bugcheck"  # WER-SystemErrorReporting 1001: a crash dump was written
+    SEEN = "seen"  # any other record: the device's event time has reached t
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One normalised fact. `time_ms` is the record's event time (UTC epoch ms)."""
+
+    device: str
+    kind: SignalKind
+    time_ms: int
+    host: str = ""
+    record_key: str = ""  # channel/record_id: the at-least-once dedupe key
+    stop_code: int = 0  # bugcheck code, for DIRTY_BOOT and BUGCHECK
+    kb: str = ""  # for INSTALL
+    build: str = ""  # OS build as the collector saw it, e.g. 26100.3775
+    arch: str = ""  # x86_64, arm64, ...
+    source: str = ""  # which input produced an INSTALL
+
+    def to_wire(self) -> bytes:
+        """Encode for the signals topic (empty fields left out)."""
+        wire: dict[str, Any] = {"d": self.device, "k": self.kind.value, "t": self.time_ms}
+        for key, value in (
+            ("h", self.host),
+            ("r", self.record_key),
+            ("c", self.stop_code),
+            ("kb", self.kb),
+            ("b", self.build),
+            ("a", self.arch),
+            ("s", self.source),
+        ):
+            if value:
+                wire[key] = value
+        return codec.dumps(wire)
+
+    @classmethod
+    def from_wire(cls, payload: bytes) -> Signal:
+        """Decode what `to_wire` wrote; raises ValueError/KeyError on anything else."""
+        wire = codec.loads(payload)
+        return cls(
+            device=str(wire["d"]),
+            kind=SignalKind(wire["k"]),
+            time_ms=int(wire["t"]),
+            host=str(wire.get("h", "")),
+            record_key=str(wire.get("r", "")),
+            stop_code=int(wire.get("c", 0)),
+            kb=str(wire.get("kb", "")),
+            build=str(wire.get("b", "")),
+            arch=str(wire.get("a", "")),
+            source=str(wire.get("s", "")),
+        )
