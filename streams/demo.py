@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,10 @@ WORKER_READY_TIMEOUT_SECONDS = 60.0
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
-    """The environment that makes `kbwatch worker` use `settings`."""
+    """The environment that makes `kbwatch worker` use exactly `settings`."""
     environment = dict(os.environ)
-    for name in (
-        "broker",
-        "partitions",
-        "web_port",
-        "web_host",
-        "session_timeout_seconds",
-        "rebalance_timeout_seconds",
-        "data_dir",
-        "log_level",
-    ):
-        environment[env_name(name)] = str(getattr(settings, name))
+    for spec in fields(settings):
+        environment[env_name(spec.name)] = str(getattr(settings, spec.name))
     return environment
 
 

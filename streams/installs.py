@@ -42,9 +42,14 @@ def normalise_install(document: Any, now_ms: int) -> Outcome:
         time_ms = parse_event_time(document.get("installed_at"), now_ms)
     except BadTimestamp as error:
         return Rejected(RejectReason.BAD_TIMESTAMP, f"installed_at: {error}")
-    build = _optional_text(document, "build")
-    build_match = _BUILD.match(build)
-    if build and build_match is None:
+    optional: dict[str, str] = {}
+    for name in ("build", "arch", "source"):
+        value = document.get(name)
+        if value is not None and not isinstance(value, str):
+            return Rejected(RejectReason.BAD_VALUE, f"{name} must be a string")
+        optional[name] = _CONTROL_CHARACTERS.sub("", (value or "").strip())[:_SHORT_TEXT]
+    build_match = _BUILD.match(optional["build"])
+    if optional["build"] and build_match is None:
         return Rejected(RejectReason.BAD_VALUE, "build is not like 26100.3775")
     return Signal(
         device=device,
@@ -52,13 +57,6 @@ def normalise_install(document: Any, now_ms: int) -> Outcome:
         time_ms=time_ms,
         kb=kb,
         build=build_match.group(1) if build_match else "",
-        arch=_optional_text(document, "arch"),
-        source=_optional_text(document, "source") or "native",
+        arch=optional["arch"],
+        source=optional["source"] or "native",
     )
-
-
-def _optional_text(document: dict[str, Any], name: str) -> str:
-    value = document.get(name)
-    if not isinstance(value, str):
-        return ""
-    return _CONTROL_CHARACTERS.sub("", value.strip())[:_SHORT_TEXT]

@@ -118,5 +118,6 @@ def _convert(name: str, raw: str, kind: type) -> Any:
         if kind is float:
             return float(raw)
     except ValueError as error:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from error
+        expected = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {expected}") from error
     return raw

@@ -1,0 +1,161 @@
+"""`PostUpdateBootLoop` through the detector, edge by edge."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streams.catalog import BootLoopRule, Catalog
+from streams.detector import Applied, apply
+from streams.device import DeviceState
+from streams.engine import Engine
+from streams.metrics import Metrics
+from streams.signals import Signal, SignalKind
+from streams.timeutil import HOUR_MS
+from tests.builders import DEVICE, T0, crash_boot_signals, install, minutes, run, seen
+
+
+def loop(start: int, crashes: int = 3, gap_minutes: float = 2, first_record: int = 100) -> list[Signal]:
+    signals: list[Signal] = []
+    for index in range(crashes):
+        signals += crash_boot_signals(start + minutes(index * gap_minutes), first_record + index * 10)
+    return signals
+
+
+def firing(alerts):
+    return [alert for alert in alerts if alert["status"] == "firing"]
+
+
+def test_three_crash_boots_within_the_hour_after_an_install_fire_once():
+    _, alerts = run([install(T0), *loop(T0 + minutes(20))])
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["status"] == "firing"
+    assert alert["labels"] == {
+        "alertname": "PostUpdateBootLoop",
+        "severity": "critical",
+        "device": DEVICE,
+        "host": "PC-00042",
+        "kb": "KB5055523",
+        "os_build": "26100.3775",
+        "arch": "arm64",
+        "stop_code": "0x18B",
+    }
+    # startsAt is the record that completed the condition: the third crash boot's 41.
+    assert alert["startsAt"] == "2025-04-08T14:24:02.000Z"
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z"
+    assert "KB5055523" in alert["annotations"]["description"]
+    assert "Known Issue Rollback" in alert["annotations"]["description"]
+    assert "secure-kernel" in alert["annotations"]["description"]
+
+
+def test_two_crash_boots_are_one_short():
+    assert run([install(T0), *loop(T0 + minutes(20), crashes=2)])[1] == []
+
+
+def test_crashes_spread_over_more_than_the_window_do_not_fire():
+    assert run([install(T0), *loop(T0 + minutes(20), crashes=3, gap_minutes=31)])[1] == []
+
+
+def test_a_loop_starting_after_72_hours_is_not_blamed_on_the_update():
+    assert run([install(T0), *loop(T0 + 72 * HOUR_MS + minutes(1))])[1] == []
+    assert len(run([install(T0), *loop(T0 + 72 * HOUR_MS - minutes(1))])[1]) == 1
+
+
+def test_a_loop_without_any_install_does_not_fire():
+    assert run(loop(T0))[1] == []
+
+
+def test_crashes_before_the_install_do_not_count():
+    assert run([*loop(T0 - minutes(30)), install(T0)])[1] == []
+
+
+def test_extra_crashes_do_not_page_again():
+    _, alerts = run([install(T0), *loop(T0 + minutes(20), crashes=8)])
+    assert len(firing(alerts)) == 1
+
+
+def test_duplicated_deliveries_count_once():
+    signals = [install(T0), *loop(T0 + minutes(20), crashes=2)]
+    assert run(signals + signals + signals)[1] == []
+
+
+def test_forced_power_offs_are_not_crashes():
+    signals = [install(T0)]
+    for index in range(4):
+        at = T0 + minutes(20 + index * 5)
+        signals += [
+            Signal(DEVICE, SignalKind.BOOT_START, at, record_key=f"System/{index * 2}"),
+            Signal(DEVICE, SignalKind.FORCED_OFF, at + 2000, record_key=f"System/{index * 2 + 1}"),
+        ]
+    assert run(signals)[1] == []
+
+
+def test_attributed_to_the_most_recent_install_before_the_first_crash():
+    signals = [
+        install(T0 - 20 * HOUR_MS, kb="KB5053656"),
+        install(T0),
+        *loop(T0 + minutes(20)),
+        install(T0 + minutes(30), kb="KB5058411"),  # after the loop began: not the culprit
+    ]
+    assert [alert["labels"]["kb"] for alert in run(signals)[1]] == ["KB5055523"]
+
+
+def test_resolves_after_six_hours_of_the_devices_own_event_time():
+    signals = [install(T0), *loop(T0 + minutes(20))]
+    last_crash = T0 + minutes(24) + 2000
+    _, alerts = run([*signals, seen(last_crash + 6 * HOUR_MS - minutes(10))])
+    assert [alert["status"] for alert in alerts] == ["firing"]
+    _, alerts = run([*signals, seen(last_crash + 6 * HOUR_MS)])
+    assert [alert["status"] for alert in alerts] == ["firing", "resolved"]
+    resolved = alerts[1]
+    assert resolved["endsAt"] == "2025-04-08T20:24:02.000Z"
+    assert resolved["fingerprint"] == alerts[0]["fingerprint"]
+    assert resolved["startsAt"] == alerts[0]["startsAt"]
+
+
+def test_a_crash_during_the_stable_hours_keeps_it_firing():
+    signals = [install(T0), *loop(T0 + minutes(20)), *crash_boot_signals(T0 + 3 * HOUR_MS, 900)]
+    _, alerts = run([*signals, seen(T0 + 7 * HOUR_MS)])
+    assert [alert["status"] for alert in alerts] == ["firing"]
+
+
+def test_a_new_loop_after_recovery_is_a_new_episode_with_a_new_fingerprint():
+    signals = [install(T0), *loop(T0 + minutes(20)), seen(T0 + 8 * HOUR_MS)]
+    signals += loop(T0 + 10 * HOUR_MS, first_record=500)
+    _, alerts = run(signals)
+    assert [alert["status"] for alert in alerts] == ["firing", "resolved", "firing"]
+    assert alerts[0]["fingerprint"] != alerts[2]["fingerprint"]
+
+
+def test_a_device_shipping_its_log_a_day_late_gets_the_same_verdict():
+    engine = Engine({}, Catalog(), Metrics.create())
+    other = "0d6f1c1e-0000-4000-8000-000000000001"
+    # The rest of the fleet is already a day further on when this device's
+    # backlog arrives: only the device's own event time counts.
+    for hour in range(24, 30):
+        engine.process(seen(T0 + hour * HOUR_MS, device=other))
+    alerts = [alert for signal in [install(T0), *loop(T0 + minutes(20))] for alert in engine.process(signal)]
+    assert [(alert.status, alert.labels["device"]) for alert in alerts] == [("firing", DEVICE)]
+
+
+def test_late_records_older_than_the_retention_are_ignored():
+    catalog = Catalog()
+    state, _ = run([install(T0), seen(T0 + 50 * HOUR_MS)])
+    assert isinstance(state, DeviceState)
+    late = crash_boot_signals(T0 + minutes(20), 100)[1]
+    assert apply(state, late, catalog).applied is Applied.TOO_LATE
+
+
+def test_thresholds_come_from_the_catalog():
+    catalog = Catalog(boot_loop=replace(BootLoopRule(), min_crash_boots=2))
+    assert len(run([install(T0), *loop(T0 + minutes(20), crashes=2)], catalog)[1]) == 1
+
+
+def test_state_stays_small_and_bounded():
+    signals = [install(T0), *loop(T0 + minutes(20), crashes=200, gap_minutes=1)]
+    state, alerts = run(signals)
+    assert state is not None
+    assert len(state.markers) <= Catalog().limits.max_markers
+    assert len(firing(alerts)) == 1
+    quiet, _ = run([install(T0), seen(T0 + HOUR_MS)])
+    assert quiet is not None and len(quiet.to_wire()) < 400

@@ -1,0 +1,78 @@
+"""Invariants over many generated cases: delivery order and duplicates within a
+device never change the verdict (the last state of every fingerprint)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.signals import Signal
+from streams.timeutil import HOUR_MS
+from tests.builders import T0, crash_boot_signals, final_by_fingerprint, install, minutes, run, seen
+
+# Records later than the state's retention (48 h of the device's own event
+# time) are dropped as too late, so the invariant is stated within that bound.
+SPAN_MS = 47 * HOUR_MS
+
+
+@st.composite
+def device_histories(draw: st.DrawFn) -> list[Signal]:
+    """One install, crash boots at generated gaps, and device-clock ticks, within 47 h."""
+    signals = [install(T0)]
+    at = T0 + minutes(draw(st.integers(min_value=1, max_value=40 * 60)))
+    for index in range(draw(st.integers(min_value=0, max_value=9))):
+        if at > T0 + SPAN_MS:
+            break
+        signals += crash_boot_signals(at, 1000 + index * 10)
+        at += minutes(draw(st.sampled_from([0.5, 1, 3, 20, 45, 90, 400, 800])))
+    for hour in draw(st.lists(st.integers(min_value=0, max_value=47), max_size=6)):
+        signals.append(seen(T0 + hour * HOUR_MS))
+    return signals
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=device_histories(), data=st.data())
+def test_any_delivery_order_and_duplicates_give_the_same_episodes(history, data):
+    expected = sorted(final_by_fingerprint(run(history)[1]).values())
+    shuffled = data.draw(st.permutations(history))
+    duplicates = data.draw(st.lists(st.sampled_from(history), max_size=10))
+    assert sorted(final_by_fingerprint(run(shuffled + duplicates)[1]).values()) == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=device_histories(), data=st.data())
+def test_records_up_to_two_hours_late_keep_every_fingerprint(history, data):
+    """Fingerprints are handed out as episodes are found; an earlier episode can
+    only be found after a later one if its records are more than the 6 stable
+    hours late, so within realistic lateness each keeps its fingerprint."""
+    expected = final_by_fingerprint(run(history)[1])
+    jitter = data.draw(st.lists(st.integers(0, 2 * HOUR_MS), min_size=len(history), max_size=len(history)))
+    delivered = [
+        signal
+        for _, _, signal in sorted(
+            (signal.time_ms + delay, index, signal)
+            for index, (signal, delay) in enumerate(zip(history, jitter, strict=True))
+        )
+    ]
+    assert final_by_fingerprint(run(delivered)[1]) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=device_histories())
+def test_replaying_the_same_records_twice_never_fires_twice(history):
+    once = run(history)[1]
+    twice = run(history + history)[1]
+    assert once == twice
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=device_histories())
+def test_one_firing_fingerprint_per_episode_and_every_resolution_follows_a_firing(history):
+    alerts = run(history)[1]
+    seen_firing: set[str] = set()
+    for alert in alerts:
+        if alert["status"] == "firing":
+            seen_firing.add(alert["fingerprint"])
+        else:
+            assert alert["fingerprint"] in seen_firing
+    assert len({alert["fingerprint"] for alert in alerts}) == len(seen_firing)

@@ -1,0 +1,136 @@
+"""`kbwatch replay` over the simulated spring-2025 fleet and through the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from streams import codec
+from streams.catalog import Catalog
+from streams.replay import replay
+from streams.sieve import Sieve
+from streams.simulate import FleetPlan, Role, spring_2025, write_fleet
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+PLAN = FleetPlan(devices=300, seed=11)
+
+
+@pytest.fixture(scope="module")
+def fleet_replay():
+    stream, expectation = spring_2025(PLAN)
+    lines = ((f"sim:{index}", record.value) for index, record in enumerate(stream))
+    summary = replay(lines, catalog=Catalog(), sieve=Sieve(256 * 1024))
+    return summary, expectation
+
+
+def test_every_looping_device_alerts_with_its_kb(fleet_replay):
+    summary, expectation = fleet_replay
+    fired = {
+        (alert.labels["device"], alert.labels["kb"]) for alert in summary.alerts if alert.status == "firing"
+    }
+    assert len(expectation.loops) >= 10
+    assert fired == set(expectation.loops.items())
+
+
+def test_no_decoy_alerts(fleet_replay):
+    summary, expectation = fleet_replay
+    alerted = {alert.labels["device"] for alert in summary.alerts}
+    assert {Role.SINGLE_CRASH, Role.POWER_BUTTON, Role.DUPLICATED, Role.LATE_LOOP, Role.SLOW_CRASHES} <= set(
+        expectation.decoys.values()
+    )
+    assert not alerted & set(expectation.decoys)
+
+
+def test_recovered_devices_resolve_and_stuck_ones_keep_firing(fleet_replay):
+    summary, expectation = fleet_replay
+    final = {alert.labels["device"]: alert.status for alert in summary.alerts}
+    for device, role in expectation.roles.items():
+        if role is Role.LOOPER:
+            assert final[device] == "resolved"
+        elif role is Role.STUCK_LOOPER:
+            assert final[device] == "firing"
+
+
+def test_no_alert_blames_a_definition_update(fleet_replay):
+    summary, _ = fleet_replay
+    assert {alert.labels["kb"] for alert in summary.alerts} <= {"KB5053598", "KB5053656", "KB5055523"}
+
+
+def test_every_alert_matches_the_published_schema(fleet_replay):
+    summary, _ = fleet_replay
+    schema = json.loads((SCHEMAS / "alert.schema.json").read_text())
+    for alert in summary.alerts:
+        jsonschema.validate(alert.to_json(), schema)
+
+
+def test_bad_lines_go_to_the_dlq_and_the_rest_still_alerts():
+    stream, expectation = spring_2025(FleetPlan(devices=60, seed=3, loop_share=0.2))
+    lines = [record.value for record in stream]
+    hostile = [b"not json", b"[]", b'{"winlog": 5}', "caf\u00e9".encode("latin-1")]
+    mixed = [(f"f:{i}", line) for i, line in enumerate(hostile + lines)]
+    dlq_out = io.BytesIO()
+    summary = replay(mixed, catalog=Catalog(), sieve=Sieve(256 * 1024), dlq_out=dlq_out)
+    envelopes = [json.loads(line) for line in dlq_out.getvalue().splitlines()]
+    assert [envelope["reason"] for envelope in envelopes] == [
+        "not_json",
+        "not_object",
+        "not_winlogbeat",
+        "not_json",
+    ]
+    assert envelopes[0]["original"] == "not json"
+    assert "original_base64" in envelopes[3]
+    schema = json.loads((SCHEMAS / "dlq-envelope.schema.json").read_text())
+    for envelope in envelopes:
+        jsonschema.validate(envelope, schema)
+    fired = {alert.labels["device"] for alert in summary.alerts}
+    assert fired == set(expectation.loops)
+
+
+def test_cli_replays_gzip_files_and_writes_alerts_and_dlq(tmp_path):
+    plan = FleetPlan(devices=80, seed=5, loop_share=0.15)
+    plain = tmp_path / "fleet.ndjson"
+    write_fleet(plan, str(plain))
+    packed = tmp_path / "fleet.ndjson.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes() + b"{broken\n"))
+    alerts_path, dlq_path = tmp_path / "alerts.ndjson", tmp_path / "dlq.ndjson"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "replay",
+            str(packed),
+            "-o",
+            str(alerts_path),
+            "--dlq",
+            str(dlq_path),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert b"rejected" in completed.stderr
+    alerts = [codec.loads(line) for line in alerts_path.read_bytes().splitlines()]
+    _, expectation = spring_2025(plan)
+    assert {alert["labels"]["device"] for alert in alerts if alert["status"] == "firing"} == set(
+        expectation.loops
+    )
+    assert [codec.loads(line)["reason"] for line in dlq_path.read_bytes().splitlines()] == ["not_json"]
+
+
+def test_cli_replay_reads_stdin_and_names_missing_files(tmp_path):
+    missing = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", str(tmp_path / "nope.ndjson")], capture_output=True
+    )
+    assert missing.returncode == 2
+    assert b"no such file" in missing.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", "-"], input=b"\n\n", capture_output=True, check=True
+    )
+    assert piped.stdout == b""

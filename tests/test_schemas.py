@@ -1,0 +1,64 @@
+"""Published schemas: examples validate, and so does what the product really emits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from streams import codec, documents
+from streams.installs import normalise_install
+from streams.signals import Signal
+from streams.winlogbeat import normalise
+from tests.builders import HOST, T0, crash_boot_signals
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
+NOW = T0 + 10**9
+
+
+def schema(name: str) -> dict:
+    document = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(document)
+    return document
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+def test_every_example_validates_against_its_schema(example: Path):
+    jsonschema.validate(json.loads(example.read_text()), schema(example.name.split(".")[0]))
+
+
+def test_every_schema_has_an_example():
+    names = {path.name.removesuffix(".schema.json") for path in SCHEMAS.glob("*.schema.json")}
+    assert names == {path.name.split(".")[0] for path in EXAMPLES}
+
+
+def test_winlogbeat_examples_are_accepted_by_the_normaliser():
+    for example in EXAMPLES:
+        if example.name.startswith("winlogbeat-event"):
+            assert isinstance(normalise(json.loads(example.read_text()), NOW), Signal), example.name
+
+
+def test_the_install_example_is_accepted():
+    assert isinstance(
+        normalise_install(json.loads((SCHEMAS / "examples/update-install.json").read_text()), NOW), Signal
+    )
+
+
+def test_the_documents_the_simulator_writes_match_the_input_schema():
+    input_schema = schema("winlogbeat-event")
+    for document in (
+        documents.kernel_power_41(HOST, T0, 1),
+        documents.bugcheck_1001(HOST, T0, 2),
+        documents.update_installed_19(HOST, T0, 3, "KB5055523"),
+        documents.security_4624(HOST, T0, 4, "alice"),
+    ):
+        jsonschema.validate(document, input_schema)
+
+
+def test_signals_on_the_wire_match_their_schema():
+    for signal in crash_boot_signals(T0, 10):
+        jsonschema.validate(codec.loads(signal.to_wire()), schema("signal"))
+        assert Signal.from_wire(signal.to_wire()) == signal
