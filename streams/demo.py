@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from streams import codec
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings, env_name
-from streams.simulate import FleetPlan, Role, produce_fleet, spring_2025
+from streams.simulate import Expectation, FleetPlan, produce_fleet, spring_2025
 from streams.topics import ensure_topics
 
 DEMO_TIMEOUT_SECONDS = 150.0
@@ -117,77 +117,94 @@ def run_demo(devices: int, seed: int, web_port: int) -> int:
 async def _produce_and_watch(settings: Settings, devices: int, seed: int, metrics_url: str) -> int:
     plan = FleetPlan(devices=devices, seed=seed)
     stream, expectation = spring_2025(plan)
-    recovering = {device for device, role in expectation.roles.items() if role is Role.LOOPER}
     print(
-        f"  producing {len(stream):,} records: {len(expectation.loops)} devices will loop, "
-        f"{len(expectation.decoys)} decoys must stay quiet\n"
+        f"  producing {len(stream):,} records: {len(expectation.alerts)} devices will break "
+        f"(boot loops, silence, Hello, app crashes), {len(expectation.decoys)} decoys must stay quiet\n"
     )
     started = time.monotonic()
     producing = asyncio.create_task(produce_fleet(plan, settings, stream))
-    firing: dict[str, Any] = {}
-    resolved: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}  # fingerprint -> last alert
     consumer = AIOKafkaConsumer(
         settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers(), auto_offset_reset="earliest"
     )
     await consumer.start()
+    last_news = time.monotonic()
     try:
         while time.monotonic() - started < DEMO_TIMEOUT_SECONDS:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 for message in messages:
-                    _show(codec.loads(message.value), firing, resolved, started)
-            caught = {alert["labels"]["device"] for alert in firing.values()}
-            done_resolving = {firing[fp]["labels"]["device"] for fp in resolved if fp in firing} >= recovering
-            if producing.done() and caught >= set(expectation.loops) and done_resolving:
+                    _show(codec.loads(message.value), seen, started)
+                    last_news = time.monotonic()
+            caught = _caught(seen)
+            if (
+                producing.done()
+                and caught >= set(expectation.alerts.items())
+                and time.monotonic() - last_news > 5
+            ):
                 break
     finally:
         await consumer.stop()
         if not producing.done():
             producing.cancel()
-    return _summary(firing, resolved, expectation.loops, expectation.decoys, metrics_url, started)
+    return _summary(seen, expectation, metrics_url, started)
 
 
-def _show(alert: dict[str, Any], firing: dict[str, Any], resolved: set[str], started: float) -> None:
+def _caught(seen: dict[str, dict[str, Any]]) -> set[tuple[str, tuple[str, str]]]:
+    return {
+        (alert["labels"]["device"], (alert["labels"]["alertname"], alert["labels"]["kb"]))
+        for alert in seen.values()
+        if "device" in alert["labels"]
+    }
+
+
+def _show(alert: dict[str, Any], seen: dict[str, dict[str, Any]], started: float) -> None:
     labels = alert["labels"]
-    fingerprint = alert["fingerprint"]
+    previous = seen.get(alert["fingerprint"])
+    seen[alert["fingerprint"]] = alert
+    if previous is not None and previous["status"] == alert["status"]:
+        return  # a corrected start time for an alert already shown
+    where = labels.get("host") or f"the fleet ({labels.get('arch', 'all')})"
+    detail = labels.get("stop_code") or labels.get("app") or ""
+    text = f"{labels['alertname']} {labels['kb']} on {where} {detail}".rstrip()
     elapsed = time.monotonic() - started
     if alert["status"] == "firing":
-        if fingerprint in firing:
-            return  # a corrected start time for an alert already shown
-        firing[fingerprint] = alert
-        print(
-            f"[{elapsed:5.1f}s] FIRING   {labels['alertname']} {labels['kb']} on {labels['host']} "
-            f"({labels['arch']}, {labels['os_build']}) stop {labels['stop_code']} since {alert['startsAt']}"
-        )
-    elif fingerprint not in resolved:
-        resolved.add(fingerprint)
-        print(
-            f"[{elapsed:5.1f}s] RESOLVED {labels['alertname']} {labels['kb']} on {labels['host']} "
-            f"(crash-free for 6 h of its own event time, ends {alert['endsAt']})"
-        )
+        print(f"[{elapsed:5.1f}s] FIRING   {text} since {alert['startsAt']}")
+    else:
+        print(f"[{elapsed:5.1f}s] RESOLVED {text} at {alert['endsAt']}")
 
 
 def _summary(
-    firing: dict[str, Any],
-    resolved: set[str],
-    loops: dict[str, str],
-    decoys: dict[str, Role],
-    metrics_url: str,
-    started: float,
+    seen: dict[str, dict[str, Any]], expectation: Expectation, metrics_url: str, started: float
 ) -> int:
-    caught = {(alert["labels"]["device"], alert["labels"]["kb"]) for alert in firing.values()}
-    missed = set(loops.items()) - caught
-    false_alarms = {device for device, _ in caught} & set(decoys)
-    per_kb = Counter(alert["labels"]["kb"] for alert in firing.values())
+    caught = _caught(seen)
+    expected = set(expectation.alerts.items())
+    missed = expected - caught
+    false_alarms = {device for device, _ in caught} & set(expectation.decoys)
+    per_rule = Counter(
+        (alert["labels"]["alertname"], alert["labels"]["kb"])
+        for alert in seen.values()
+        if "device" in alert["labels"]
+    )
+    flagged = {
+        alert["labels"]["kb"] for alert in seen.values() if alert["labels"]["alertname"] == "UpdateRegression"
+    }
     print(f"\nSummary after {time.monotonic() - started:.0f} s:")
-    for kb, count in sorted(per_kb.items()):
-        print(f"  {kb}: {count} devices in a post-update boot loop")
-    print(f"  {len(resolved)} alerts resolved after 6 h of stable event time")
-    print(f"  caught {len(caught & set(loops.items()))}/{len(loops)} looping devices, missed {len(missed)}")
-    print(f"  decoys alerted: {len(false_alarms)} of {len(decoys)} (single crashes, power button, ...)")
+    for (alertname, kb), count in sorted(per_rule.items()):
+        print(f"  {kb} {alertname}: {count} devices")
+    print(f"  UpdateRegression (bad update, fleet-wide): {', '.join(sorted(flagged)) or 'none'}")
+    resolved = sum(1 for alert in seen.values() if alert["status"] == "resolved")
+    print(f"  {resolved} alerts resolved (recovered devices)")
+    print(f"  caught {len(expected & caught)}/{len(expected)} breaking devices, missed {len(missed)}")
+    print(
+        f"  decoys alerted: {len(false_alarms)} of {len(expectation.decoys)} "
+        "(single crashes, power button, face mismatches, ...)"
+    )
+    benign_flagged = flagged - expectation.bad_kbs
+    print(f"  good updates flagged as bad: {len(benign_flagged)}")
     metrics = scrape(metrics_url)
     shown = ("kbwatch_records_total", "kbwatch_crash_boots_total", "kbwatch_devices_tracked")
     for line in metrics.splitlines():
         if line.startswith(shown) and not line.rstrip().endswith(" 0.0"):
             print(f"  {line}")
-    return 0 if not missed and not false_alarms else 1
+    return 0 if not missed and not false_alarms and not benign_flagged else 1

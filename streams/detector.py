@@ -1,22 +1,37 @@
-"""The device detector: (state, signal) -> (state, alerts), in event time.
+"""The device detector: (state, signal) -> (state, alerts, evidence), in event time.
 
 This is the one function both the live device agent and `kbwatch replay`
-call. It inserts the signal into the device's bounded state, re-derives the
-rule's episodes from that state, and returns an alert for every episode whose
-sent form changed.
+call. It folds the signal into the device's bounded state, re-derives every
+rule's episodes from that state as a set, and returns an alert for each
+episode whose sent form changed, plus the facts the fleet agent needs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from streams.alerts import Alert, boot_loop_alert, fingerprint
-from streams.boots import crash_boots
+from streams.alerts import Alert, device_alert, fingerprint
+from streams.boots import CrashBoot, crash_boots
 from streams.catalog import Catalog
-from streams.device import DeviceState, Episode, Install, Marker
-from streams.rules.boot_loop import BootLoop, boot_loops
+from streams.device import AppCrash, DeviceState, Episode, Install, Marker, Reported, Restart
+from streams.evidence import Evidence, EvidenceKind
+from streams.rules.app_crash import app_crash_loops
+from streams.rules.boot_loop import background_loops, boot_loops
+from streams.rules.findings import Finding
+from streams.rules.hello import hello_failures
+from streams.rules.silence import pending_deadline, silences
 from streams.signals import Signal, SignalKind
+from streams.timeutil import HOUR_MS, MINUTE_MS
+
+_BOOT_KINDS = frozenset(
+    {SignalKind.BOOT_START, SignalKind.DIRTY_BOOT, SignalKind.FORCED_OFF, SignalKind.BUGCHECK}
+)
+_HELLO_KINDS = frozenset({SignalKind.HELLO_FAILURE, SignalKind.HELLO_SUCCESS})
+# Records a restart writes on its way down (Kernel-General 13, EventLog 6006)
+# come seconds after the 1074; only what comes later means the device is back.
+SHUTDOWN_GRACE_MS = 2 * MINUTE_MS
+EXPOSURE_EPOCH_MS = 72 * HOUR_MS
 
 
 class Applied(StrEnum):
@@ -30,40 +45,41 @@ class Applied(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A detector step: the new state, the alerts to send, and metric facts."""
+    """A detector step: the new state, what to send, and metric facts."""
 
     state: DeviceState
     alerts: list[Alert]
     applied: Applied
-    new_crash_boots: int
+    new_crash_boots: int = 0
+    evidence: list[Evidence] = field(default_factory=list)
 
 
 def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
     """Fold one signal into a device's state and say which alerts changed."""
     current = _copy(state) if state is not None else DeviceState(device=signal.device)
-    _note_device(current, signal)
-    limits = catalog.limits
-    if signal.kind is SignalKind.SEEN:
+    evidence: list[Evidence] = []
+    if signal.kind is SignalKind.TICK:
+        current.fleet_ms = max(current.fleet_ms, signal.time_ms)
         applied = Applied.SEEN
-        crashes_before = -1
-    elif signal.kind is SignalKind.INSTALL:
-        applied = _add_install(current, signal, catalog)
-        crashes_before = -1
     else:
-        if signal.time_ms < current.newest_ms - limits.marker_retention_ms:
-            return Result(current, [], Applied.TOO_LATE, 0)
-        crashes_before = len(crash_boots(current.markers))
-        applied = _add_marker(current, signal)
+        if _too_late(current, signal, catalog):
+            return Result(current, [], Applied.TOO_LATE)
+        _note_device(current, signal)
+        _note_back(current, signal)
+        evidence += _exposure(current, signal)
+        applied = _add(current, signal, catalog, evidence)
     _prune(current, catalog)
-    if applied in (Applied.DUPLICATE, Applied.TOO_LATE):
-        return Result(current, [], applied, 0)
-    if applied is Applied.SEEN and not current.firing():
-        return Result(current, [], applied, 0)
+    if applied is Applied.DUPLICATE or (applied is Applied.SEEN and not _watching(current, catalog)):
+        return Result(current, [], applied, 0, evidence)
     crashes = crash_boots(current.markers)
-    new_crash_boots = max(0, len(crashes) - crashes_before) if crashes_before >= 0 else 0
-    loops = boot_loops(crashes, current.installs, current.newest_ms, catalog.boot_loop)
-    alerts = _reconcile(current, loops, catalog)
-    return Result(current, alerts, applied, new_crash_boots)
+    findings = _findings(current, crashes, catalog)
+    alerts = _reconcile(current, findings, catalog, evidence)
+    evidence += _background(current, crashes, catalog)
+    new_crash_boots = 0
+    if signal.kind in _BOOT_KINDS and applied is Applied.COUNTED:
+        before = len(crash_boots(state.markers)) if state is not None else 0
+        new_crash_boots = max(0, len(crashes) - before)
+    return Result(current, alerts, applied, new_crash_boots, evidence)
 
 
 def is_expired(state: DeviceState, fleet_time_ms: int, catalog: Catalog) -> bool:
@@ -72,13 +88,38 @@ def is_expired(state: DeviceState, fleet_time_ms: int, catalog: Catalog) -> bool
     return idle and not state.firing()
 
 
+def silence_deadline(state: DeviceState, catalog: Catalog) -> int:
+    """Fleet time at which this device's silence must be judged; 0 if none pending."""
+    return pending_deadline(state.restarts, state.installs, state.fleet_ms, catalog.silence)
+
+
+def _findings(state: DeviceState, crashes: list[CrashBoot], catalog: Catalog) -> list[Finding]:
+    return [
+        *boot_loops(crashes, state.installs, state.newest_ms, catalog.boot_loop),
+        *hello_failures(state.hello, state.installs, catalog.hello),
+        *app_crash_loops(state.app_crashes, state.installs, state.newest_ms, catalog.app_crash),
+        *silences(state.restarts, state.installs, state.fleet_ms, catalog.silence),
+    ]
+
+
 def _copy(state: DeviceState) -> DeviceState:
     return replace(
         state,
         markers=list(state.markers),
+        hello=list(state.hello),
+        app_crashes=list(state.app_crashes),
+        restarts=list(state.restarts),
         installs=list(state.installs),
         episodes=list(state.episodes),
+        reported=list(state.reported),
+        background_loops=list(state.background_loops),
     )
+
+
+def _too_late(state: DeviceState, signal: Signal, catalog: Catalog) -> bool:
+    if signal.kind in (SignalKind.INSTALL, SignalKind.SEEN):
+        return False
+    return signal.time_ms < state.newest_ms - catalog.limits.marker_retention_ms
 
 
 def _note_device(state: DeviceState, signal: Signal) -> None:
@@ -93,15 +134,58 @@ def _note_device(state: DeviceState, signal: Signal) -> None:
         state.build = state.build or signal.build
 
 
-def _add_marker(state: DeviceState, signal: Signal) -> Applied:
-    key = signal.record_key or f"{signal.kind.value}@{signal.time_ms}/{signal.stop_code}"
-    if any(marker.record_key == key for marker in state.markers):
+def _note_back(state: DeviceState, signal: Signal) -> None:
+    """The device spoke: the earliest record after each restart is its return.
+
+    An OS start proves it at once; anything else counts only after the grace
+    in which a restart writes its own shutdown records.
+    """
+    grace = 0 if signal.kind is SignalKind.BOOT_START else SHUTDOWN_GRACE_MS
+    for index, restart in enumerate(state.restarts):
+        if signal.time_ms > restart.time_ms + grace and (
+            not restart.back_ms or signal.time_ms < restart.back_ms
+        ):
+            state.restarts[index] = replace(restart, back_ms=signal.time_ms)
+
+
+def _add(state: DeviceState, signal: Signal, catalog: Catalog, evidence: list[Evidence]) -> Applied:
+    kind = signal.kind
+    if kind is SignalKind.INSTALL:
+        return _add_install(state, signal, catalog, evidence)
+    if kind in _BOOT_KINDS:
+        return _add_marker(state.markers, signal)
+    if kind in _HELLO_KINDS:
+        return _add_marker(state.hello, signal)
+    key = _record_key(signal)
+    if kind is SignalKind.APP_CRASH:
+        if any(crash.record_key == key for crash in state.app_crashes):
+            return Applied.DUPLICATE
+        state.app_crashes.append(AppCrash(signal.time_ms, signal.app, key))
+        return Applied.COUNTED
+    if kind is SignalKind.RESTART:
+        if any(restart.record_key == key for restart in state.restarts):
+            return Applied.DUPLICATE
+        state.restarts.append(Restart(signal.time_ms, key))
+        _note_back(state, replace(signal, time_ms=state.newest_ms))
+        return Applied.COUNTED
+    if kind is SignalKind.POWER_OFF:
+        return Applied.COUNTED
+    return Applied.SEEN
+
+
+def _record_key(signal: Signal) -> str:
+    return signal.record_key or f"{signal.kind.value}@{signal.time_ms}/{signal.stop_code}/{signal.app}"
+
+
+def _add_marker(markers: list[Marker], signal: Signal) -> Applied:
+    key = _record_key(signal)
+    if any(marker.record_key == key for marker in markers):
         return Applied.DUPLICATE
-    state.markers.append(Marker(signal.time_ms, signal.kind, signal.stop_code, key))
+    markers.append(Marker(signal.time_ms, signal.kind, signal.stop_code, key))
     return Applied.COUNTED
 
 
-def _add_install(state: DeviceState, signal: Signal, catalog: Catalog) -> Applied:
+def _add_install(state: DeviceState, signal: Signal, catalog: Catalog, evidence: list[Evidence]) -> Applied:
     merge_ms = catalog.limits.install_merge_ms
     for index, known in enumerate(state.installs):
         if known.kb == signal.kb and abs(known.time_ms - signal.time_ms) <= merge_ms:
@@ -115,14 +199,39 @@ def _add_install(state: DeviceState, signal: Signal, catalog: Catalog) -> Applie
                 return Applied.COUNTED
             return Applied.DUPLICATE
     state.installs.append(Install(signal.time_ms, signal.kb, signal.build, signal.source))
+    if not state.reported_status(signal.kb):
+        state.reported.append(Reported(signal.kb, "installed"))
+        evidence.append(Evidence(EvidenceKind.INSTALLED, signal.kb, state.device, state.arch, signal.time_ms))
     return Applied.COUNTED
+
+
+def _exposure(state: DeviceState, signal: Signal) -> list[Evidence]:
+    """Once per 72 h epoch of a device with no install before it: the baseline's denominator."""
+    epoch = signal.time_ms // EXPOSURE_EPOCH_MS
+    if epoch <= state.exposure_epoch:
+        return []
+    state.exposure_epoch = epoch
+    if any(0 <= signal.time_ms - install.time_ms <= EXPOSURE_EPOCH_MS for install in state.installs):
+        return []
+    if signal.kind is SignalKind.INSTALL:
+        return []
+    return [Evidence(EvidenceKind.EXPOSURE, "", state.device, state.arch, signal.time_ms)]
+
+
+def _watching(state: DeviceState, catalog: Catalog) -> bool:
+    """Whether a plain `seen` or tick can change anything: something fires or waits."""
+    return bool(state.firing()) or any(not restart.back_ms for restart in state.restarts)
 
 
 def _prune(state: DeviceState, catalog: Catalog) -> None:
     limits = catalog.limits
     horizon = state.newest_ms - limits.marker_retention_ms
-    markers = sorted(marker for marker in state.markers if marker.time_ms >= horizon)
-    state.markers = markers[-limits.max_markers :]
+    state.markers = sorted(m for m in state.markers if m.time_ms >= horizon)[-limits.max_markers :]
+    state.hello = sorted(m for m in state.hello if m.time_ms >= horizon)[-limits.max_hello_markers :]
+    state.app_crashes = sorted(c for c in state.app_crashes if c.time_ms >= horizon)[
+        -limits.max_app_crashes :
+    ]
+    state.restarts = sorted(r for r in state.restarts if r.time_ms >= horizon)[-limits.max_restarts :]
     install_horizon = state.newest_ms - limits.install_retention_ms
     installs = sorted(
         (install for install in state.installs if install.time_ms >= install_horizon),
@@ -132,61 +241,110 @@ def _prune(state: DeviceState, catalog: Catalog) -> None:
     episode_horizon = state.newest_ms - limits.episode_retention_ms
     kept = [e for e in state.episodes if e.firing or e.ends_ms >= episode_horizon]
     state.episodes = kept[-limits.max_episodes :]
+    known_kbs = {install.kb for install in state.installs} | {e.kb for e in state.episodes}
+    state.reported = [entry for entry in state.reported if entry.kb in known_kbs]
 
 
-def _reconcile(state: DeviceState, loops: list[BootLoop], catalog: Catalog) -> list[Alert]:
-    """Match derived loops to sent episodes; return the alerts for what changed.
+def _reconcile(
+    state: DeviceState, findings: list[Finding], catalog: Catalog, evidence: list[Evidence]
+) -> list[Alert]:
+    """Match findings to sent episodes; return the alerts for what changed.
 
-    A loop overlapping a sent episode is that episode: it may start earlier
-    (a late record), end, or re-open, but keeps its fingerprint and labels.
+    A finding overlapping a sent episode of the same rule and subject is that
+    episode: it may start earlier (a late record), end, or re-open, but keeps
+    its fingerprint and labels.
     """
-    rule = catalog.boot_loop
     alerts: list[Alert] = []
-    for loop in loops:
-        index = _matching_episode(state.episodes, rule.alertname, loop)
+    for finding in findings:
+        index = _matching_episode(state.episodes, finding)
         if index is None:
-            episode = _new_episode(state, loop, rule.alertname)
+            episode = _new_episode(state, finding)
             state.episodes.append(episode)
-            alerts.append(boot_loop_alert(state.device, replace(episode, ends_ms=0), rule))
+            alerts.append(device_alert(state.device, replace(episode, ends_ms=0), catalog))
             if not episode.firing:
-                alerts.append(boot_loop_alert(state.device, episode, rule))
+                alerts.append(device_alert(state.device, episode, catalog))
             continue
         sent = state.episodes[index]
         updated = replace(
             sent,
-            first_ms=min(sent.first_ms, loop.first_ms),
-            starts_ms=min(sent.starts_ms, loop.starts_ms),
-            ends_ms=loop.ends_ms,
+            first_ms=min(sent.first_ms, finding.first_ms),
+            starts_ms=min(sent.starts_ms, finding.starts_ms),
+            ends_ms=finding.ends_ms,
         )
         if updated != sent:
             state.episodes[index] = updated
-            alerts.append(boot_loop_alert(state.device, updated, rule))
+            alerts.append(device_alert(state.device, updated, catalog))
+    evidence += _fleet_evidence(state, catalog)
     return alerts
 
 
-def _matching_episode(episodes: list[Episode], alertname: str, loop: BootLoop) -> int | None:
-    loop_end = loop.ends_ms or 2**62
+def _matching_episode(episodes: list[Episode], finding: Finding) -> int | None:
+    finding_end = finding.ends_ms or 2**62
     for index, episode in enumerate(episodes):
-        if episode.alertname != alertname:
+        if episode.alertname != finding.alertname or episode.subject != finding.subject:
             continue
         episode_end = episode.ends_ms or 2**62
-        if episode.first_ms <= loop_end and loop.first_ms <= episode_end:
+        if episode.first_ms <= finding_end and finding.first_ms <= episode_end:
             return index
     return None
 
 
-def _new_episode(state: DeviceState, loop: BootLoop, alertname: str) -> Episode:
-    kb = loop.install.kb
-    sequence = sum(1 for e in state.episodes if e.alertname == alertname and e.kb == kb)
-    return Episode(
-        alertname=alertname,
-        fingerprint=fingerprint(alertname, state.device, kb, sequence),
-        kb=kb,
-        first_ms=loop.first_ms,
-        starts_ms=loop.starts_ms,
-        ends_ms=loop.ends_ms,
-        host=state.host,
-        os_build=loop.install.build or state.build,
-        arch=state.arch,
-        stop_code=loop.stop_code,
+def _new_episode(state: DeviceState, finding: Finding) -> Episode:
+    sequence = sum(
+        1
+        for e in state.episodes
+        if e.alertname == finding.alertname and e.kb == finding.kb and e.subject == finding.subject
     )
+    return Episode(
+        alertname=finding.alertname,
+        fingerprint=fingerprint(finding.alertname, state.device, finding.kb, sequence, finding.subject),
+        kb=finding.kb,
+        first_ms=finding.first_ms,
+        starts_ms=finding.starts_ms,
+        ends_ms=finding.ends_ms,
+        host=state.host,
+        os_build=finding.build or state.build,
+        arch=state.arch,
+        stop_code=finding.stop_code,
+        subject=finding.subject,
+    )
+
+
+def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
+    """Affected, recovered and relapsed transitions per KB, from the episodes sent."""
+    counted = {catalog.boot_loop.alertname, catalog.silence.alertname}
+    evidence: list[Evidence] = []
+    for position, entry in enumerate(state.reported):
+        episodes = [e for e in state.episodes if e.kb == entry.kb and e.alertname in counted]
+        if not episodes:
+            continue
+        firing = [e for e in episodes if e.firing]
+        if firing and entry.status != "affected":
+            kind = EvidenceKind.RELAPSED if entry.status == "recovered" else EvidenceKind.AFFECTED
+            when = min(e.starts_ms for e in firing)
+            state.reported[position] = Reported(entry.kb, "affected")
+            evidence.append(Evidence(kind, entry.kb, state.device, state.arch, when))
+        elif not firing and entry.status == "installed":
+            # Found already over (a late install): affected, then recovered.
+            when = min(e.starts_ms for e in episodes)
+            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, when))
+            state.reported[position] = Reported(entry.kb, "recovered")
+            ended = max(e.ends_ms for e in episodes)
+            evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
+        elif not firing and entry.status == "affected":
+            state.reported[position] = Reported(entry.kb, "recovered")
+            ended = max(e.ends_ms for e in episodes)
+            evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
+    return evidence
+
+
+def _background(state: DeviceState, crashes: list[CrashBoot], catalog: Catalog) -> list[Evidence]:
+    """Boot loops with no install before them, once each: the baseline's numerator."""
+    rule = catalog.boot_loop
+    evidence: list[Evidence] = []
+    for burst in background_loops(crashes, state.installs, state.newest_ms, rule):
+        if any(abs(burst.first_ms - known) <= rule.stable_ms for known in state.background_loops):
+            continue
+        state.background_loops = [*state.background_loops, burst.first_ms][-8:]
+        evidence.append(Evidence(EvidenceKind.BACKGROUND_LOOP, "", state.device, state.arch, burst.first_ms))
+    return evidence

@@ -13,15 +13,40 @@ from typing import Any
 from streams import codec
 from streams.signals import SignalKind
 
+STATE_VERSION = 2
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Marker:
-    """A boot record kept for crash-boot grouping. Field order is the sort order."""
+    """A record kept for a rule (boot, Hello). Field order is the sort order."""
 
     time_ms: int
     kind: SignalKind
     stop_code: int
     record_key: str
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AppCrash:
+    """An Application Error 1000 of `app`."""
+
+    time_ms: int
+    app: str
+    record_key: str
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Restart:
+    """A planned restart (User32 1074) and the first time the device spoke after it.
+
+    `back_ms` is the earliest event time of anything the device sent after the
+    restart's grace period, 0 while nothing has come: a minimum over a set, so
+    delivery order cannot change it.
+    """
+
+    time_ms: int
+    record_key: str
+    back_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +73,19 @@ class Episode:
     os_build: str
     arch: str
     stop_code: int
+    subject: str = ""  # what inside the device: the app, for PostUpdateAppCrashLoop
 
     @property
     def firing(self) -> bool:
         return self.ends_ms == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What the device has told the fleet agent about one KB."""
+
+    kb: str
+    status: str  # installed | affected | recovered
 
 
 @dataclass(slots=True)
@@ -63,30 +97,52 @@ class DeviceState:
     host: str = ""
     build: str = ""
     arch: str = ""
-    markers: list[Marker] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)  # boot records
+    hello: list[Marker] = field(default_factory=list)
+    app_crashes: list[AppCrash] = field(default_factory=list)
+    restarts: list[Restart] = field(default_factory=list)
     installs: list[Install] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
+    reported: list[Reported] = field(default_factory=list)
+    background_loops: list[int] = field(default_factory=list)  # first crash of each, reported
+    exposure_epoch: int = -1  # last 72 h epoch reported as baseline exposure
+    fleet_ms: int = 0  # the fleet clock as last told to this device
+    partition: int = 0  # the signals partition the device's records arrive on
 
     def firing(self) -> list[Episode]:
         return [episode for episode in self.episodes if episode.firing]
 
+    def reported_status(self, kb: str) -> str:
+        return next((entry.status for entry in self.reported if entry.kb == kb), "")
+
     def to_wire(self) -> bytes:
         return codec.dumps(
             {
+                "v": STATE_VERSION,
                 "d": self.device,
                 "n": self.newest_ms,
                 "h": self.host,
                 "b": self.build,
                 "a": self.arch,
                 "m": [[m.time_ms, m.kind.value, m.stop_code, m.record_key] for m in self.markers],
+                "w": [[m.time_ms, m.kind.value, m.record_key] for m in self.hello],
+                "c": [[c.time_ms, c.app, c.record_key] for c in self.app_crashes],
+                "r": [[r.time_ms, r.record_key, r.back_ms] for r in self.restarts],
                 "i": [[i.time_ms, i.kb, i.build, i.source] for i in self.installs],
                 "e": [_episode_to_wire(e) for e in self.episodes],
+                "f": [[entry.kb, entry.status] for entry in self.reported],
+                "g": self.background_loops,
+                "x": self.exposure_epoch,
+                "k": self.fleet_ms,
+                "p": self.partition,
             }
         )
 
     @classmethod
     def from_wire(cls, payload: bytes) -> DeviceState:
         wire: dict[str, Any] = codec.loads(payload)
+        if wire.get("v") != STATE_VERSION:
+            raise ValueError(f"device state version {wire.get('v')!r}, expected {STATE_VERSION}")
         return cls(
             device=wire["d"],
             newest_ms=wire["n"],
@@ -94,8 +150,16 @@ class DeviceState:
             build=wire["b"],
             arch=wire["a"],
             markers=[Marker(t, SignalKind(k), c, r) for t, k, c, r in wire["m"]],
+            hello=[Marker(t, SignalKind(k), 0, r) for t, k, r in wire["w"]],
+            app_crashes=[AppCrash(t, app, r) for t, app, r in wire["c"]],
+            restarts=[Restart(t, r, back) for t, r, back in wire["r"]],
             installs=[Install(t, kb, b, s) for t, kb, b, s in wire["i"]],
             episodes=[Episode(*values) for values in wire["e"]],
+            reported=[Reported(kb, status) for kb, status in wire["f"]],
+            background_loops=list(wire["g"]),
+            exposure_epoch=wire["x"],
+            fleet_ms=wire["k"],
+            partition=wire["p"],
         )
 
 
@@ -111,4 +175,5 @@ def _episode_to_wire(episode: Episode) -> list[Any]:
         episode.os_build,
         episode.arch,
         episode.stop_code,
+        episode.subject,
     ]

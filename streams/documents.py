@@ -281,3 +281,66 @@ def application_1000(host: Host, time_ms: int, record_id: int, app: str) -> dict
         },
         message=f"Faulting application name: {app}",
     )
+
+
+_HELLO_FOR_BUSINESS_IDS = frozenset({5001, 6010, 7002, 7520, 8002})
+
+
+def hello_event(host: Host, time_ms: int, record_id: int, event_id: int, error: str = "") -> dict[str, Any]:
+    """A Windows Hello record: HelloForBusiness or Biometrics, by event id (domain.md §3)."""
+    if event_id in _HELLO_FOR_BUSINESS_IDS:
+        provider, channel = (
+            "Microsoft-Windows-HelloForBusiness",
+            "Microsoft-Windows-HelloForBusiness/Operational",
+        )
+        data = {"ContainerId": "{6f3c1c2e-7a55-4c8e-9a1b-2b4d8e9f0a11}", "Error": error or "0x0"}
+    else:
+        provider, channel = "Microsoft-Windows-Biometrics", "Microsoft-Windows-Biometrics/Operational"
+        data = {"ErrorCode": error or "0x0", "UnitId": "1"}
+    return winlogbeat(
+        host,
+        time_ms,
+        channel=channel,
+        provider=provider,
+        event_id=event_id,
+        record_id=record_id,
+        level="error" if error else "information",
+        event_data=data,
+    )
+
+
+def user32_1074(host: Host, time_ms: int, record_id: int, kind: str = "restart") -> dict[str, Any]:
+    """A planned restart or power off, here by the servicing stack after an update."""
+    process = "C:\\Windows\\servicing\\TrustedInstaller.exe (PC)"
+    return winlogbeat(
+        host,
+        time_ms,
+        channel="System",
+        provider="User32",
+        event_id=1074,
+        record_id=record_id,
+        event_data={
+            "param1": process,
+            "param2": host.name,
+            "param3": "Operating System: Upgrade (Planned)",
+            "param4": "0x80020003",
+            "param5": kind,
+            "param6": "",
+            "param7": "NT AUTHORITY\\SYSTEM",
+        },
+        message=f"The process {process} has initiated the {kind} of computer {host.name}.",
+    )
+
+
+def kernel_general_13(host: Host, time_ms: int, record_id: int) -> dict[str, Any]:
+    """OS stop (clean)."""
+    return winlogbeat(
+        host,
+        time_ms,
+        channel="System",
+        provider="Microsoft-Windows-Kernel-General",
+        event_id=13,
+        record_id=record_id,
+        event_data={"StopTime": to_rfc3339(time_ms)},
+        message="The operating system is shutting down at system time.",
+    )

@@ -3,58 +3,138 @@
 The states live in any mutable mapping from device key to encoded state: the
 Faust table in a worker, a dict in `kbwatch replay`. Both therefore run the
 very same code path, which is what makes live and replay agree.
+
+Silence needs a clock that moves without the silent device: the fleet clock
+arrives as ticks, one per partition. A second mapping, `watches`, indexes the
+devices waiting for a silence verdict so that a tick looks at those alone.
+Each watch remembers the partition its device lives on, and a tick touches
+only the watches of its own partition: Faust writes a table change to the
+changelog partition of the event being processed, so a device's state must
+only ever change while processing a record of its own partition.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 
+from streams import codec
 from streams.alerts import Alert
 from streams.catalog import Catalog
-from streams.detector import apply, is_expired
+from streams.detector import Result, apply, is_expired, silence_deadline
 from streams.device import DeviceState
+from streams.evidence import Evidence
 from streams.metrics import Metrics
-from streams.signals import Signal
+from streams.signals import Signal, SignalKind
+from streams.timeutil import HOUR_MS
+
+
+@dataclass(slots=True)
+class Output:
+    """What one step asks to send."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.alerts += other.alerts
+        self.evidence += other.evidence
 
 
 class Engine:
-    """Applies signals to device states and counts what happened."""
+    """Applies signals and ticks to device states and counts what happened."""
 
-    def __init__(self, states: MutableMapping[str, bytes], catalog: Catalog, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        states: MutableMapping[str, bytes],
+        catalog: Catalog,
+        metrics: Metrics,
+        watches: MutableMapping[str, bytes] | None = None,
+    ) -> None:
         self.states = states
+        self.watches: MutableMapping[str, bytes] = watches if watches is not None else {}
         self.catalog = catalog
         self.metrics = metrics
-        # The newest event time any signal carried here: the clock that
-        # expires idle devices, so that forgetting happens in event time.
+        # The newest fleet clock seen: it expires idle devices in event time.
         self.fleet_time_ms = 0
+        self._swept_hour: dict[int, int] = {}
 
-    def process(self, signal: Signal) -> list[Alert]:
-        """Apply one signal; return the alert state changes it caused."""
+    def process(self, signal: Signal, partition: int = 0) -> Output:
+        """Apply one device signal; return the alerts and evidence it caused."""
         stored = self.states.get(signal.device)
         state = DeviceState.from_wire(stored) if stored is not None else None
+        if state is not None:
+            state.partition = partition
         result = apply(state, signal, self.catalog)
-        self.states[signal.device] = result.state.to_wire()
-        if stored is None:
-            self.metrics.devices_tracked.inc()
-        self.fleet_time_ms = max(self.fleet_time_ms, signal.time_ms)
+        result.state.partition = partition
+        self._store(result, stored is None)
         self.metrics.signals.labels(signal.kind.value, result.applied.value).inc()
         if result.new_crash_boots:
             self.metrics.crash_boots.inc(result.new_crash_boots)
+        return self._count(result)
+
+    def tick(self, fleet_ms: int, partition: int = 0) -> Output:
+        """The fleet clock reached `fleet_ms`: judge the silences due on `partition`."""
+        self.fleet_time_ms = max(self.fleet_time_ms, fleet_ms)
+        self.metrics.fleet_clock.set(self.fleet_time_ms / 1000)
+        output = Output()
+        due = []
+        for device, stored in list(self.watches.items()):
+            deadline, watch_partition = codec.loads(stored)
+            if watch_partition == partition and deadline <= fleet_ms:
+                due.append(device)
+        for device in due:
+            state_bytes = self.states.get(device)
+            if state_bytes is None:
+                del self.watches[device]
+                continue
+            signal = Signal(device=device, kind=SignalKind.TICK, time_ms=fleet_ms)
+            result = apply(DeviceState.from_wire(state_bytes), signal, self.catalog)
+            self._store(result, False)
+            output.extend(self._count(result))
+        self._maybe_sweep(partition)
+        return output
+
+    def sweep(self, partition: int | None = None) -> int:
+        """Forget idle devices far behind the fleet clock; return how many."""
+        expired = []
+        for device, stored in list(self.states.items()):
+            state = DeviceState.from_wire(stored)
+            if (partition is None or state.partition == partition) and is_expired(
+                state, self.fleet_time_ms, self.catalog
+            ):
+                expired.append(device)
+        for device in expired:
+            del self.states[device]
+            self.watches.pop(device, None)
+        self.metrics.devices_expired.inc(len(expired))
+        self.metrics.devices_tracked.set(len(self.states))
+        return len(expired)
+
+    def _maybe_sweep(self, partition: int) -> None:
+        # A sweep decodes every state: once per hour of fleet time per partition.
+        hour = self.fleet_time_ms // HOUR_MS
+        if self._swept_hour.get(partition, hour) < hour:
+            self.sweep(partition)
+        self._swept_hour[partition] = hour
+
+    def _store(self, result: Result, new_device: bool) -> None:
+        state = result.state
+        self.states[state.device] = state.to_wire()
+        if new_device:
+            self.metrics.devices_tracked.inc()
+        deadline = silence_deadline(state, self.catalog)
+        watched = self.watches.get(state.device)
+        if deadline:
+            wanted = codec.dumps([deadline, state.partition])
+            if watched != wanted:
+                self.watches[state.device] = wanted
+        elif watched is not None:
+            del self.watches[state.device]
+
+    def _count(self, result: Result) -> Output:
         for alert in result.alerts:
             self.metrics.alerts.labels(
                 alert.labels["alertname"], alert.labels["severity"], alert.status
             ).inc()
-        return result.alerts
-
-    def sweep(self) -> int:
-        """Forget idle devices far behind the fleet clock; return how many."""
-        expired = [
-            device
-            for device, stored in list(self.states.items())
-            if is_expired(DeviceState.from_wire(stored), self.fleet_time_ms, self.catalog)
-        ]
-        for device in expired:
-            del self.states[device]
-        self.metrics.devices_expired.inc(len(expired))
-        self.metrics.devices_tracked.set(len(self.states))
-        return len(expired)
+        return Output(result.alerts, result.evidence)

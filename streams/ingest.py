@@ -1,10 +1,11 @@
-"""The sieve's consumer loop: raw topics in, signals and dead letters out.
+"""The sieve's consumer loop: raw topics in, signals, ticks and dead letters out.
 
 A bare aiokafka consumer, not a Faust agent: it sees every record of the
 fleet, and Faust's per-event machinery costs ten times what the sieve itself
-does (domain.md §7). It reads batches, sifts each message, produces the
-few signals keyed by device, and commits a batch only after everything it
-produced from it is acknowledged (at-least-once).
+does (domain.md §7). It reads batches, sifts each message, releases them in
+event-time order across partitions (`streams.align`), produces the few
+signals keyed by device, announces the fleet clock, and commits a batch only
+after everything it produced from it is acknowledged (at-least-once).
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import dlq
+from streams.align import NEVER_READ, Timed, merge
+from streams.clock import FleetClock
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.sieve import Sieve, Source
-from streams.signals import Signal
+from streams.sieve import Sieve, SieveResult, Source
+from streams.signals import Signal, SignalKind
 from streams.timeutil import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_RECORDS = 5_000
+MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
+
+Sifting = Timed[tuple[Any, SieveResult]]
 
 
 class Ingest:
@@ -35,10 +41,16 @@ class Ingest:
         self.settings = settings
         self.metrics = metrics
         self.sieve = Sieve(settings.max_message_bytes)
+        self.clock = FleetClock(settings.catalog().silence.allowed_lateness_ms)
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._newest_event_ms = 0
+        # Per input partition: the newest event time released and the next offset.
+        self._partition_time: dict[Any, int] = {}
+        self._next_offset: dict[Any, int] = {}
+        # Records sifted but held back until the other partitions catch up.
+        self._held: dict[Any, list[Sifting]] = {}
 
     async def run(self) -> None:
         """Consume, sift and produce until `stop()` is called."""
@@ -68,9 +80,8 @@ class Ingest:
         try:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=MAX_BATCH_RECORDS)
-                if batch:
-                    await self._sift_batch(batch)
-                    await self._consumer.commit()
+                # A quiet poll means nothing earlier is on its way: release all.
+                await self._sift_batch(batch, flush=not batch)
         finally:
             await self._consumer.stop()
             await self._producer.stop()
@@ -79,45 +90,113 @@ class Ingest:
         """Ask the loop to finish its batch and return."""
         self._stopping.set()
 
-    async def _sift_batch(self, batch: dict[Any, list[Any]]) -> None:
+    async def _sift_batch(self, batch: dict[Any, list[Any]], flush: bool = False) -> None:
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        for partition in [tp for tp in self._held if tp not in assigned]:
+            del self._held[partition]  # revoked: its new owner reads it again from the commit
+        released: list[tuple[Any, Sifting]] = []
+        for partition, messages in batch.items():
+            source = self._source(partition)
+            records = [
+                Timed(m.offset, r.event_ms, (m, r))
+                for m in messages
+                for r in [self.sieve.sift(source, m.value)]
+            ]
+            if source is Source.INSTALLS:
+                # Install reports are few and often late: they are not aligned.
+                released += [(partition, record) for record in records]
+            else:
+                self._held.setdefault(partition, []).extend(records)
+        behind = {} if flush else self._behind()
+        merged = merge(self._held, behind, self.clock.allowed_lateness_ms)
+        released += merged.released
+        self._held = {
+            partition: [record for record in records if record.offset >= merged.resume_at[partition]]
+            for partition, records in self._held.items()
+            if partition in merged.resume_at
+        }
+        # A partition far ahead keeps its records here; stop fetching more of it.
+        full = [tp for tp, records in self._held.items() if len(records) >= MAX_HELD_RECORDS]
+        self._consumer.pause(*full)
+        self._consumer.resume(*[tp for tp in assigned if tp not in full])
+        if released:
+            await self._send(released)
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit what was released: a held partition only up to its first held record."""
+        assert self._consumer is not None
+        offsets = {}
+        for partition in self._consumer.assignment():
+            held = self._held.get(partition)
+            offset = held[0].offset if held else self._next_offset.get(partition)
+            if offset is not None:
+                offsets[partition] = offset
+        if offsets:
+            await self._consumer.commit(offsets)
+
+    async def _send(self, released: list[tuple[Any, Sifting]]) -> None:
         assert self._producer is not None
         settings = self.settings
+        pending: list[asyncio.Future[Any]] = []
         outcomes: Counter[tuple[str, str]] = Counter()
         reasons: Counter[str] = Counter()
-        pending: list[asyncio.Future[Any]] = []
-        signals: list[Signal] = []
-        newest_ms = 0
-        for partition, messages in batch.items():
-            source = Source.INSTALLS if partition.topic == settings.installs_topic else Source.WINLOGBEAT
-            for message in messages:
-                result = self.sieve.sift(source, message.value)
-                outcomes[source.value, result.sifted.value] += 1
-                newest_ms = max(newest_ms, result.event_ms)
-                if result.signal is not None:
-                    signals.append(result.signal)
-                elif result.rejected is not None:
-                    reasons[result.rejected.reason.value] += 1
-                    headers = dlq.kafka_headers(
-                        result.rejected, partition.topic, partition.partition, message.offset
-                    )
-                    pending.append(
-                        await self._producer.send(
-                            settings.dlq_topic, value=message.value, key=message.key, headers=headers
-                        )
-                    )
-        # A batch holds a run of each partition; unkeyed producers spread one
-        # device over all of them. Sending the few signals in event-time order
-        # spares the device agent most late arrivals (and corrections).
-        signals.sort(key=_event_order)
-        for signal in signals:
-            pending.append(
-                await self._producer.send(
-                    settings.signals_topic, value=signal.to_wire(), key=signal.device.encode()
+        newest_ms = events_newest_ms = 0
+        for partition, record in released:
+            message, result = record.item
+            source = self._source(partition)
+            outcomes[source.value, result.sifted.value] += 1
+            newest_ms = max(newest_ms, result.event_ms)
+            self._next_offset[partition] = record.offset + 1
+            if source is Source.WINLOGBEAT:
+                # Install reports arrive late or in bulk (WUfB exports): only
+                # the fleet's own event records move the fleet clock.
+                events_newest_ms = max(events_newest_ms, result.event_ms)
+                self._partition_time[partition] = max(self._partition_time.get(partition, 0), result.event_ms)
+            if result.signal is not None:
+                value, key = result.signal.to_wire(), result.signal.device.encode()
+                pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
+            elif result.rejected is not None:
+                reasons[result.rejected.reason.value] += 1
+                headers = dlq.kafka_headers(
+                    result.rejected, partition.topic, partition.partition, message.offset
                 )
-            )
+                pending.append(
+                    await self._producer.send(
+                        settings.dlq_topic, value=message.value, key=message.key, headers=headers
+                    )
+                )
+        self.clock.observe(events_newest_ms)
+        watermark = self.clock.due_tick()
+        if watermark:
+            # After this batch's signals, to every partition: each device agent
+            # judges the silences of its own partition's devices.
+            tick = Signal(device="", kind=SignalKind.TICK, time_ms=watermark).to_wire()
+            for partition_number in range(settings.partitions):
+                pending.append(
+                    await self._producer.send(settings.signals_topic, value=tick, partition=partition_number)
+                )
         if pending:
             await asyncio.gather(*pending)
         self._count(outcomes, reasons, newest_ms)
+
+    def _source(self, partition: Any) -> Source:
+        return Source.INSTALLS if partition.topic == self.settings.installs_topic else Source.WINLOGBEAT
+
+    def _behind(self) -> dict[Any, int]:
+        """Input partitions that may still hold earlier records: unread ones past what is held."""
+        assert self._consumer is not None
+        behind = {}
+        for partition in self._consumer.assignment():
+            if partition.topic != self.settings.events_topic:
+                continue
+            held = self._held.get(partition)
+            next_offset = held[-1].offset + 1 if held else self._next_offset.get(partition)
+            highwater = self._consumer.highwater(partition)
+            if highwater is None or next_offset is None or next_offset < highwater:
+                behind[partition] = self._partition_time.get(partition, NEVER_READ)
+        return behind
 
     def _count(self, outcomes: Counter[tuple[str, str]], reasons: Counter[str], newest_ms: int) -> None:
         # Counted per batch, not per record: a labelled inc costs as much as sifting.
@@ -129,7 +208,3 @@ class Ingest:
         if self._newest_event_ms:
             self.metrics.newest_event_time.set(self._newest_event_ms / 1000)
             self.metrics.event_time_lag.set((wall_clock_ms() - self._newest_event_ms) / 1000)
-
-
-def _event_order(signal: Signal) -> int:
-    return signal.time_ms

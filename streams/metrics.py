@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 from streams import __version__
+from streams.catalog import Catalog
 from streams.detector import Applied
+from streams.evidence import EvidenceKind
 from streams.outcomes import RejectReason
 from streams.sieve import Sifted, Source
 from streams.signals import SignalKind
 
-ALERTNAMES = ("PostUpdateBootLoop",)
-SEVERITIES = ("critical", "warning")
 STATUSES = ("firing", "resolved")
+OTHER_KB = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class Metrics:
     devices_expired: Counter
     newest_event_time: Gauge
     event_time_lag: Gauge
+    fleet_clock: Gauge
+    evidence: Counter
+    kb_installed: Gauge
+    kb_affected: Gauge
+    kb_recovered: Gauge
+    kb_failing: Gauge
     build: Info
 
     @classmethod
@@ -93,6 +100,41 @@ class Metrics:
                 "Wall clock minus the newest event time read, at the last batch.",
                 registry=registry,
             ),
+            fleet_clock=Gauge(
+                "kbwatch_fleet_clock_timestamp_seconds",
+                "The fleet clock: newest event time read minus the allowed lateness (Unix seconds).",
+                registry=registry,
+            ),
+            evidence=Counter(
+                "kbwatch_evidence",
+                "Facts about devices and KBs applied by the fleet agent, by kind.",
+                ["kind"],
+                registry=registry,
+            ),
+            kb_installed=Gauge(
+                "kbwatch_update_installed_devices",
+                "Devices that installed the KB (newest KBs; the rest as kb=other).",
+                ["kb"],
+                registry=registry,
+            ),
+            kb_affected=Gauge(
+                "kbwatch_update_affected_devices",
+                "Devices that boot-looped or went silent within 72 h after installing the KB.",
+                ["kb"],
+                registry=registry,
+            ),
+            kb_recovered=Gauge(
+                "kbwatch_update_recovered_devices",
+                "Affected devices whose alerts have all resolved.",
+                ["kb"],
+                registry=registry,
+            ),
+            kb_failing=Gauge(
+                "kbwatch_update_failing_devices",
+                "Affected devices still failing (affected minus recovered).",
+                ["kb"],
+                registry=registry,
+            ),
             build=Info("kbwatch_build", "Version of the running kbwatch.", registry=registry),
         )
         metrics.build.info({"version": __version__})
@@ -102,10 +144,23 @@ class Metrics:
         for kind in SignalKind:
             for applied in Applied:
                 metrics.signals.labels(kind.value, applied.value)
-        for alertname in ALERTNAMES:
-            for severity in SEVERITIES:
-                for status in STATUSES:
-                    metrics.alerts.labels(alertname, severity, status)
+        for rule in Catalog().alert_rules():
+            for status in STATUSES:
+                metrics.alerts.labels(rule.alertname, rule.severity, status)
+        for evidence_kind in EvidenceKind:
+            metrics.evidence.labels(evidence_kind.value)
+        metrics.set_kb_gauges({}, (0, 0, 0, 0))
         for reason in RejectReason:
             metrics.dlq.labels(reason.value)
         return metrics
+
+    def set_kb_gauges(
+        self, per_kb: dict[str, tuple[int, int, int, int]], other: tuple[int, int, int, int]
+    ) -> None:
+        """Replace the per-KB gauges: (installed, affected, recovered, failing) per KB."""
+        gauges = (self.kb_installed, self.kb_affected, self.kb_recovered, self.kb_failing)
+        for gauge in gauges:
+            gauge.clear()
+        for kb, values in [*per_kb.items(), (OTHER_KB, other)]:
+            for gauge, value in zip(gauges, values, strict=True):
+                gauge.labels(kb).set(value)

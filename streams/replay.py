@@ -19,11 +19,12 @@ from typing import BinaryIO
 from streams import codec, dlq
 from streams.alerts import Alert
 from streams.catalog import Catalog
-from streams.engine import Engine
+from streams.clock import FleetClock
+from streams.engine import Engine, Output
+from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.sieve import Sieve, Sifted, Source
 
-SWEEP_EVERY_SIGNALS = 200_000
 _PROGRESS_SECONDS = 0.5
 
 
@@ -77,14 +78,28 @@ def replay(
     """Run every line through the sieve and the engine; write alerts and rejects."""
     metrics = metrics or Metrics.create()
     engine = Engine({}, catalog, metrics)
+    fleet = FleetEngine({}, catalog, metrics)
+    clock = FleetClock(catalog.silence.allowed_lateness_ms)
     summary = ReplaySummary()
     reporter = _Progress(progress)
-    signals_since_sweep = 0
+
+    def send(output: Output) -> None:
+        alerts = list(output.alerts)
+        for evidence in output.evidence:
+            alerts += fleet.process(evidence)
+        for alert in alerts:
+            summary.alerts.append(alert)
+            if alert_out is not None:
+                alert_out.write(codec.dumps_line(alert.to_json()))
+                alert_out.flush()
+
     for where, line in lines:
         summary.records += 1
         source = source_of(line)
         result = sieve.sift(source, line)
         metrics.records.labels(source.value, result.sifted.value).inc()
+        if source is Source.WINLOGBEAT:
+            clock.observe(result.event_ms)  # install reports never move the fleet clock
         if result.rejected is not None:
             summary.rejected += 1
             metrics.dlq.labels(result.rejected.reason.value).inc()
@@ -93,15 +108,10 @@ def replay(
         elif result.signal is not None:
             if result.sifted is Sifted.RELEVANT:
                 summary.relevant += 1
-            for alert in engine.process(result.signal):
-                summary.alerts.append(alert)
-                if alert_out is not None:
-                    alert_out.write(codec.dumps_line(alert.to_json()))
-                    alert_out.flush()
-            signals_since_sweep += 1
-            if signals_since_sweep >= SWEEP_EVERY_SIGNALS:
-                engine.sweep()
-                signals_since_sweep = 0
+            send(engine.process(result.signal))
+        watermark = clock.due_tick()
+        if watermark:
+            send(engine.tick(watermark))
         reporter.tick(summary)
     reporter.finish(summary)
     return summary

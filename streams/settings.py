@@ -30,6 +30,7 @@ class Settings:
     signals_topic: str = "kbwatch-signals"
     alerts_topic: str = "kbwatch-alerts"
     dlq_topic: str = "kbwatch-dlq"
+    evidence_topic: str = "kbwatch-evidence"
     app_id: str = "kbwatch"
     partitions: int = 8
     replication_factor: int = 1

@@ -23,7 +23,13 @@ class SignalKind(StrEnum):
     DIRTY_BOOT = "dirty"  # Kernel-Power 41 that is not a held power button
     FORCED_OFF = "forced"  # Kernel-Power 41 caused by a person holding the button
     BUGCHECK = "bugcheck"  # WER-SystemErrorReporting 1001: a crash dump was written
+    HELLO_FAILURE = "hello_fail"  # Windows Hello could not be used
+    HELLO_SUCCESS = "hello_ok"  # Windows Hello worked
+    APP_CRASH = "app_crash"  # Application Error 1000, `app` says which
+    RESTART = "restart"  # User32 1074 of kind restart: a planned restart began
+    POWER_OFF = "power_off"  # User32 1074 of kind power off
     SEEN = "seen"  # any other record: the device's event time has reached t
+    TICK = "tick"  # not about a device: the fleet's event time (watermark) is t
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,7 @@ class Signal:
     build: str = ""  # OS build as the collector saw it, e.g. 26100.3775
     arch: str = ""  # x86_64, arm64, ...
     source: str = ""  # which input produced an INSTALL
+    app: str = ""  # lower-cased executable name, for APP_CRASH
 
     def to_wire(self) -> bytes:
         """Encode for the signals topic (empty fields left out)."""
@@ -52,6 +59,7 @@ class Signal:
             ("b", self.build),
             ("a", self.arch),
             ("s", self.source),
+            ("p", self.app),
         ):
             if value:
                 wire[key] = value
@@ -72,4 +80,5 @@ class Signal:
             build=str(wire.get("b", "")),
             arch=str(wire.get("a", "")),
             source=str(wire.get("s", "")),
+            app=str(wire.get("p", "")),
         )

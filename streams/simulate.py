@@ -28,13 +28,26 @@ from streams.settings import Settings
 from streams.sieve import Source
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time, to_rfc3339
 
-WAVES: tuple[tuple[str, str, str, str], ...] = (
-    # (kb, install day, build before, build after)
-    ("KB5053598", "2025-03-11T14:00:00Z", "26100.3194", "26100.3476"),
-    ("KB5053656", "2025-03-27T14:00:00Z", "26100.3476", "26100.3624"),
-    ("KB5055523", "2025-04-08T14:00:00Z", "26100.3624", "26100.3775"),
+
+@dataclass(frozen=True, slots=True)
+class Wave:
+    """One update rolled out to a share of the fleet."""
+
+    kb: str
+    day: str
+    build_before: str
+    build_after: str
+    bad: bool  # a bad wave breaks devices; a benign one has a single unlucky device
+
+
+WAVES: tuple[Wave, ...] = (
+    Wave("KB5051987", "2025-02-11T14:00:00Z", "26100.2894", "26100.3194", bad=False),
+    Wave("KB5053598", "2025-03-11T14:00:00Z", "26100.3194", "26100.3476", bad=True),
+    Wave("KB5053656", "2025-03-27T14:00:00Z", "26100.3476", "26100.3624", bad=True),
+    Wave("KB5055523", "2025-04-08T14:00:00Z", "26100.3624", "26100.3775", bad=True),
 )
 _SERVICES = ("Windows Update", "BITS", "Windows Defender Antivirus Service", "Print Spooler", "WinHTTP")
+_CRASHING_APP = "RobloxPlayerBeta.exe"
 
 
 class Role(StrEnum):
@@ -43,14 +56,40 @@ class Role(StrEnum):
     HEALTHY = "healthy"
     LOOPER = "looper"  # boot loop, then recovers (KIR) and keeps reporting
     STUCK_LOOPER = "stuck_looper"  # boot loop, then never reports again
+    SILENT = "silent"  # restarts for the update and never writes another record
+    HELLO_BROKEN = "hello_broken"  # Windows Hello fails until a fix lands hours later
+    APP_CRASHER = "app_crasher"  # an app crashes on launch again and again
     SINGLE_CRASH = "single_crash"
     POWER_BUTTON = "power_button"
     DUPLICATED = "duplicated"  # two crash boots, every record delivered three times
     LATE_LOOP = "late_loop"  # a loop 5 days after the install
     SLOW_CRASHES = "slow_crashes"  # three crash boots, hours apart
+    POWERED_OFF = "powered_off"  # shut down (not restarted) after the update, back hours later
+    FACE_MISMATCH = "face_mismatch"  # faces that do not match, and failures between successes
+    FEW_APP_CRASHES = "few_app_crashes"  # four crashes of an app: one short
 
 
-ALERTING_ROLES = frozenset({Role.LOOPER, Role.STUCK_LOOPER})
+# Which alert each role must raise (the KB is the device's wave).
+EXPECTED_ALERTS: dict[Role, str] = {
+    Role.LOOPER: "PostUpdateBootLoop",
+    Role.STUCK_LOOPER: "PostUpdateBootLoop",
+    Role.SILENT: "DeviceSilentAfterUpdate",
+    Role.HELLO_BROKEN: "PostUpdateHelloFailure",
+    Role.APP_CRASHER: "PostUpdateAppCrashLoop",
+}
+AFFECTING_ROLES = frozenset({Role.LOOPER, Role.STUCK_LOOPER, Role.SILENT})
+DECOY_ROLES = frozenset(
+    {
+        Role.SINGLE_CRASH,
+        Role.POWER_BUTTON,
+        Role.DUPLICATED,
+        Role.LATE_LOOP,
+        Role.SLOW_CRASHES,
+        Role.POWERED_OFF,
+        Role.FACE_MISMATCH,
+        Role.FEW_APP_CRASHES,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +101,12 @@ class FleetPlan:
     noise_per_hour: float = 4.0  # everyday records per device per hour
     hours_before: int = 6  # noise before each device's install
     hours_after: int = 14  # noise after it (past the 6 h that resolve an alert)
-    loop_share: float = 0.06
+    loop_share: float = 0.08  # in a bad wave
     stuck_share: float = 0.02
-    decoy_share: float = 0.03  # for each decoy role
+    silent_share: float = 0.04
+    hello_share: float = 0.03
+    app_share: float = 0.03
+    decoy_share: float = 0.02  # for each decoy role, in every wave
     arm64_share: float = 0.15
     native_install_share: float = 0.3  # installs reported on update-installs, not event 19
     max_delivery_jitter_ms: int = 90_000  # records of a device arrive this much out of order
@@ -82,21 +124,26 @@ class SimRecord:
 
 @dataclass(slots=True)
 class Expectation:
-    """Ground truth: who must alert (device -> KB) and the decoys by role."""
+    """Ground truth: which alerts each device must raise, the decoys, the bad KBs."""
 
-    loops: dict[str, str] = field(default_factory=dict)
+    loops: dict[str, str] = field(default_factory=dict)  # device -> KB of its boot loop
+    alerts: dict[str, tuple[str, str]] = field(default_factory=dict)  # device -> (alertname, KB)
     decoys: dict[str, Role] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
+    affected: dict[str, int] = field(default_factory=dict)  # KB -> devices looping or silent
+    installed: dict[str, int] = field(default_factory=dict)  # KB -> devices that installed it
+    bad_kbs: frozenset[str] = frozenset(wave.kb for wave in WAVES if wave.bad)
 
 
 class _Device:
-    def __init__(self, host: Host, role: Role, wave: tuple[str, str, str, str], rng: random.Random) -> None:
+    def __init__(self, host: Host, role: Role, wave: Wave, rng: random.Random) -> None:
         self.host = host
         self.role = role
-        self.kb, install_day, self.build_before, self.build_after = wave
+        self.wave = wave
+        self.kb = wave.kb
         self.rng = rng
         self.record_id = rng.randrange(10_000, 900_000)
-        self.install_ms = parse_event_time(install_day, 2**62) + rng.randrange(0, 10 * HOUR_MS)
+        self.install_ms = parse_event_time(wave.day, 2**62) + rng.randrange(0, 10 * HOUR_MS)
         self.records: list[tuple[int, dict[str, Any], Source]] = []
 
     def next_id(self) -> int:
@@ -112,15 +159,15 @@ def spring_2025(plan: FleetPlan) -> tuple[list[SimRecord], Expectation]:
     rng = random.Random(plan.seed)
     expectation = Expectation()
     records: list[tuple[int, int, SimRecord]] = []
+    benign_looper_placed = False
     for number in range(plan.devices):
-        device = _make_device(number, plan, rng)
+        wave = WAVES[number % len(WAVES)]
+        role = _pick_role(plan, wave, rng)
+        if not wave.bad and not benign_looper_placed:
+            role, benign_looper_placed = Role.LOOPER, True  # the one unlucky device of a good update
+        device = _make_device(number, role, wave, plan, rng)
         _live(device, plan)
-        key = device.host.host_id
-        expectation.roles[key] = device.role
-        if device.role in ALERTING_ROLES:
-            expectation.loops[key] = device.kb
-        elif device.role is not Role.HEALTHY:
-            expectation.decoys[key] = device.role
+        _expect(expectation, device)
         for time_ms, document, source in device.records:
             value = codec.dumps(document)
             # Delivery order: event time plus a per-record jitter, so one
@@ -131,6 +178,21 @@ def spring_2025(plan: FleetPlan) -> tuple[list[SimRecord], Expectation]:
     return [record for _, _, record in records], expectation
 
 
+def _expect(expectation: Expectation, device: _Device) -> None:
+    key = device.host.host_id
+    expectation.roles[key] = device.role
+    expectation.installed[device.kb] = expectation.installed.get(device.kb, 0) + 1
+    alertname = EXPECTED_ALERTS.get(device.role)
+    if alertname is not None:
+        expectation.alerts[key] = (alertname, device.kb)
+    if device.role in (Role.LOOPER, Role.STUCK_LOOPER):
+        expectation.loops[key] = device.kb
+    if device.role in AFFECTING_ROLES:
+        expectation.affected[device.kb] = expectation.affected.get(device.kb, 0) + 1
+    if device.role in DECOY_ROLES:
+        expectation.decoys[key] = device.role
+
+
 def iter_documents(plan: FleetPlan) -> Iterator[dict[str, Any]]:
     """The simulated stream as decoded documents (for files and benchmarks)."""
     stream, _ = spring_2025(plan)
@@ -138,32 +200,29 @@ def iter_documents(plan: FleetPlan) -> Iterator[dict[str, Any]]:
         yield codec.loads(record.value)
 
 
-def _make_device(number: int, plan: FleetPlan, rng: random.Random) -> _Device:
-    role = _pick_role(plan, rng)
-    wave = WAVES[number % len(WAVES)]
+def _make_device(number: int, role: Role, wave: Wave, plan: FleetPlan, rng: random.Random) -> _Device:
+    arm64 = role is Role.APP_CRASHER or rng.random() < plan.arm64_share
     host = Host(
         host_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         name=f"PC-{number:05d}",
-        arch="arm64" if rng.random() < plan.arm64_share else "x86_64",
-        build=wave[2],
+        arch="arm64" if arm64 else "x86_64",
+        build=wave.build_before,
     )
     return _Device(host, role, wave, rng)
 
 
-def _pick_role(plan: FleetPlan, rng: random.Random) -> Role:
+def _pick_role(plan: FleetPlan, wave: Wave, rng: random.Random) -> Role:
     draw = rng.random()
-    thresholds = [(plan.loop_share, Role.LOOPER), (plan.stuck_share, Role.STUCK_LOOPER)]
-    thresholds += [
-        (plan.decoy_share, role)
-        for role in (
-            Role.SINGLE_CRASH,
-            Role.POWER_BUTTON,
-            Role.DUPLICATED,
-            Role.LATE_LOOP,
-            Role.SLOW_CRASHES,
-        )
-    ]
-    for share, role in thresholds:
+    shares: list[tuple[float, Role]] = [(plan.decoy_share, role) for role in sorted(DECOY_ROLES)]
+    if wave.bad:
+        shares += [
+            (plan.loop_share, Role.LOOPER),
+            (plan.stuck_share, Role.STUCK_LOOPER),
+            (plan.silent_share, Role.SILENT),
+            (plan.hello_share, Role.HELLO_BROKEN),
+            (plan.app_share, Role.APP_CRASHER),
+        ]
+    for share, role in shares:
         if draw < share:
             return role
         draw -= share
@@ -173,32 +232,63 @@ def _pick_role(plan: FleetPlan, rng: random.Random) -> Role:
 def _live(device: _Device, plan: FleetPlan) -> None:
     install = device.install_ms
     stops_at = install + plan.hours_after * HOUR_MS
+    pause: tuple[int, int] | None = None
     _install(device, install, plan)
     restart = install + device.rng.randrange(2, 20) * MINUTE_MS
-    device.host = _with_build(device.host, device.build_after)
-    _boot(device, restart)
     role = device.role
-    if role in ALERTING_ROLES:
-        last = _crash_series(device, restart + MINUTE_MS, count=device.rng.randrange(4, 9), gap_s=(35, 240))
+    _planned_shutdown(device, restart, "power off" if role is Role.POWERED_OFF else "restart")
+    device.host = _with_build(device.host, device.wave.build_after)
+    if role is Role.SILENT:
+        device.records = [record for record in device.records if record[0] <= restart + 10_000]
+        return
+    back = restart + (3 * HOUR_MS if role is Role.POWERED_OFF else 90_000)
+    _boot(device, back)
+    if role is Role.POWERED_OFF:
+        pause = (restart, back)
+    if role in (Role.LOOPER, Role.STUCK_LOOPER):
+        last = _crash_series(device, back + MINUTE_MS, count=device.rng.randrange(4, 9), gap_s=(35, 240))
         if role is Role.STUCK_LOOPER:
             stops_at = last + MINUTE_MS
         else:
             _boot(device, last + 3 * MINUTE_MS)
     elif role is Role.SINGLE_CRASH:
-        _crash_series(device, restart + 2 * HOUR_MS, count=1, gap_s=(60, 60))
+        _crash_series(device, back + 2 * HOUR_MS, count=1, gap_s=(60, 60))
     elif role is Role.POWER_BUTTON:
-        _power_button_series(device, restart + HOUR_MS, count=3)
+        _power_button_series(device, back + HOUR_MS, count=3)
     elif role is Role.DUPLICATED:
         first = len(device.records)
-        _crash_series(device, restart + 30 * MINUTE_MS, count=2, gap_s=(60, 120))
+        _crash_series(device, back + 30 * MINUTE_MS, count=2, gap_s=(60, 120))
         device.records.extend(device.records[first:] * 2)
     elif role is Role.LATE_LOOP:
         _crash_series(device, install + 120 * HOUR_MS, count=5, gap_s=(40, 90))
         stops_at = max(stops_at, install + 121 * HOUR_MS)
     elif role is Role.SLOW_CRASHES:
         for hour in (1, 3, 5):
-            _crash_series(device, restart + hour * HOUR_MS, count=1, gap_s=(60, 60))
-    _noise(device, install - plan.hours_before * HOUR_MS, stops_at, plan)
+            _crash_series(device, back + hour * HOUR_MS, count=1, gap_s=(60, 60))
+    elif role is Role.HELLO_BROKEN:
+        for minute in (5, 40, 95, 180):
+            at = back + minute * MINUTE_MS
+            device.add(at, documents.hello_event(device.host, at, device.next_id(), 7002, error="0x80090016"))
+        fixed = back + 9 * HOUR_MS
+        device.add(fixed, documents.hello_event(device.host, fixed, device.next_id(), 8002))
+    elif role is Role.FACE_MISMATCH:
+        for minute, event_id in (
+            (5, 1002),
+            (6, 1002),
+            (7, 1002),
+            (30, 7002),
+            (31, 7002),
+            (32, 1001),
+            (60, 7002),
+        ):
+            at = back + minute * MINUTE_MS
+            device.add(at, documents.hello_event(device.host, at, device.next_id(), event_id))
+    elif role in (Role.APP_CRASHER, Role.FEW_APP_CRASHES):
+        count = 6 if role is Role.APP_CRASHER else 4
+        for index in range(count):
+            at = back + 4 * MINUTE_MS + index * device.rng.randrange(40, 150) * 1000
+            device.add(at, documents.application_1000(device.host, at, device.next_id(), _CRASHING_APP))
+    _noise(device, install - plan.hours_before * HOUR_MS, stops_at, plan, pause)
 
 
 def _install(device: _Device, install_ms: int, plan: FleetPlan) -> None:
@@ -207,7 +297,7 @@ def _install(device: _Device, install_ms: int, plan: FleetPlan) -> None:
             "device": device.host.host_id,
             "kb": device.kb,
             "installed_at": to_rfc3339(install_ms),
-            "build": device.build_after,
+            "build": device.wave.build_after,
             "arch": device.host.arch,
             "source": "intune",
         }
@@ -216,7 +306,7 @@ def _install(device: _Device, install_ms: int, plan: FleetPlan) -> None:
         device.add(
             install_ms,
             documents.update_installed_19(
-                device.host, install_ms, device.next_id(), device.kb, build=device.build_after
+                device.host, install_ms, device.next_id(), device.kb, build=device.wave.build_after
             ),
         )
     # Defender's daily definition update lands after the CU: it must never take the blame.
@@ -229,7 +319,11 @@ def _install(device: _Device, install_ms: int, plan: FleetPlan) -> None:
 
 
 def _boot(device: _Device, time_ms: int) -> None:
+    """OS start, then the services starting, as every boot writes them."""
     device.add(time_ms, documents.kernel_general_12(device.host, time_ms, device.next_id()))
+    for offset_s, service in ((20, "Windows Update"), (45, "BITS"), (300, "WinHTTP")):
+        at = time_ms + offset_s * 1000
+        device.add(at, documents.service_control_7036(device.host, at, device.next_id(), service, "running"))
 
 
 def _crash_series(device: _Device, start_ms: int, *, count: int, gap_s: tuple[int, int]) -> int:
@@ -260,7 +354,15 @@ def _power_button_series(device: _Device, start_ms: int, *, count: int) -> None:
         device.add(time_ms + 2500, documents.eventlog_6008(host, time_ms + 2500, device.next_id()))
 
 
-def _noise(device: _Device, start_ms: int, end_ms: int, plan: FleetPlan) -> None:
+def _planned_shutdown(device: _Device, time_ms: int, kind: str) -> None:
+    """User32 1074 from the servicing stack, then the clean stop records."""
+    device.add(time_ms, documents.user32_1074(device.host, time_ms, device.next_id(), kind))
+    device.add(time_ms + 5000, documents.kernel_general_13(device.host, time_ms + 5000, device.next_id()))
+
+
+def _noise(
+    device: _Device, start_ms: int, end_ms: int, plan: FleetPlan, pause: tuple[int, int] | None = None
+) -> None:
     if plan.noise_per_hour <= 0:
         return
     mean_gap_ms = HOUR_MS / plan.noise_per_hour
@@ -269,6 +371,8 @@ def _noise(device: _Device, start_ms: int, end_ms: int, plan: FleetPlan) -> None
         time_ms += int(device.rng.expovariate(1.0) * mean_gap_ms) + 1
         if time_ms >= end_ms:
             return
+        if pause is not None and pause[0] <= time_ms <= pause[1]:
+            continue
         if device.rng.random() < 0.5:
             service = device.rng.choice(_SERVICES)
             state = device.rng.choice(("running", "stopped"))

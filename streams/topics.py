@@ -24,15 +24,21 @@ def product_topics(settings: Settings) -> list[str]:
         settings.signals_topic,
         settings.alerts_topic,
         settings.dlq_topic,
+        settings.evidence_topic,
     ]
 
 
+def partitions_of(settings: Settings, topic: str) -> int:
+    """The evidence topic has one partition: one worker owns every KB and the baseline."""
+    return 1 if topic == settings.evidence_topic else settings.partitions
+
+
 async def ensure_topics(settings: Settings, attempts: int = 30) -> None:
-    """Create the missing topics with `settings.partitions` partitions.
+    """Create the missing topics (`settings.partitions` partitions, evidence 1).
 
     Retries while the broker is not reachable yet (it may be starting).
-    Existing topics are left as they are; a signals topic with the wrong
-    partition count is reported, because the device table would not match it.
+    Existing topics are left as they are; a signals or evidence topic with the
+    wrong partition count is reported, because its table would not match it.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers(), client_id=settings.app_id)
     for attempt in range(1, attempts + 1):
@@ -49,22 +55,24 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> None:
         missing = [name for name in product_topics(settings) if name not in existing]
         if missing:
             new_topics = [
-                NewTopic(name, settings.partitions, settings.replication_factor) for name in missing
+                NewTopic(name, partitions_of(settings, name), settings.replication_factor) for name in missing
             ]
             # Another worker may have created them a moment ago.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new_topics)
-            log.info("created topics %s with %d partitions", ", ".join(missing), settings.partitions)
-        await _check_signals_partitions(admin, settings)
+            log.info("created topics %s", ", ".join(missing))
+        await _check_partitions(admin, settings)
     finally:
         await admin.close()
 
 
-async def _check_signals_partitions(admin: AIOKafkaAdminClient, settings: Settings) -> None:
-    described = await admin.describe_topics([settings.signals_topic])
-    partitions = len(described[0]["partitions"]) if described else 0
-    if partitions and partitions != settings.partitions:
-        raise RuntimeError(
-            f"topic {settings.signals_topic} has {partitions} partitions but KBWATCH_PARTITIONS is "
-            f"{settings.partitions}: the device table must have as many partitions as its input"
-        )
+async def _check_partitions(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    for topic in (settings.signals_topic, settings.evidence_topic):
+        described = await admin.describe_topics([topic])
+        partitions = len(described[0]["partitions"]) if described else 0
+        wanted = partitions_of(settings, topic)
+        if partitions and partitions != wanted:
+            raise RuntimeError(
+                f"topic {topic} has {partitions} partitions but needs {wanted} "
+                "(its table's changelog must have as many partitions as the topic)"
+            )

@@ -13,12 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 from streams import stopcodes
-from streams.catalog import IGNORED_KBS, IGNORED_TITLE_MARKERS, RELEVANT_EVENTS
+from streams.catalog import IGNORED_KBS, IGNORED_TITLE_MARKERS, RELEVANT_EVENTS, SHUTDOWN_KINDS
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.signals import Signal, SignalKind
 from streams.timeutil import BadTimestamp, parse_event_time
 
 MAX_DEVICE_KEY_LENGTH = 255
+MAX_APP_NAME_LENGTH = 64
 _KB_PATTERN = re.compile(r"KB(\d{6,8})\b", re.IGNORECASE)
 _BUILD_IN_TITLE = re.compile(r"\((\d{5}\.\d{1,6})\)")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -82,7 +83,35 @@ def _classify(document: dict[str, Any], winlog: dict[str, Any], now_ms: int) -> 
         return _replace(base, stop_code=code)
     if kind is SignalKind.BOOT_START:
         return _replace(base, build=_running_build(data) or base.build)
+    if kind is SignalKind.APP_CRASH:
+        return _replace(base, app=_app_name(data))
+    if kind is SignalKind.RESTART:
+        return _shutdown(base, data)
+    if kind in (SignalKind.HELLO_FAILURE, SignalKind.HELLO_SUCCESS):
+        return base
     return _install(base, data)
+
+
+def _app_name(data: dict[str, Any]) -> str:
+    """`AppName` as a bounded, lower-cased executable name."""
+    raw = data.get("AppName")
+    if not isinstance(raw, str) or not raw.strip():
+        raise FieldError(RejectReason.MISSING_FIELD, "winlog.event_data.AppName")
+    name = _CONTROL_CHARACTERS.sub("", raw.strip().replace("/", "\\").rsplit("\\", 1)[-1]).lower()
+    if not name:
+        raise FieldError(RejectReason.BAD_VALUE, "winlog.event_data.AppName is empty")
+    return name[:MAX_APP_NAME_LENGTH]
+
+
+def _shutdown(base: Signal, data: dict[str, Any]) -> Signal | Ignored:
+    """User32 1074: a restart or a power off, from `param5`."""
+    raw = data.get("param5")
+    if not isinstance(raw, str) or not raw.strip():
+        raise FieldError(RejectReason.MISSING_FIELD, "winlog.event_data.param5")
+    kind = SHUTDOWN_KINDS.get(raw.strip().lower())
+    if kind is None:
+        return Ignored(f"shutdown kind {raw[:40]!r} is not one kbwatch reads")
+    return _replace(base, kind=kind)
 
 
 def _kernel_power(base: Signal, data: dict[str, Any]) -> Signal:

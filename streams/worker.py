@@ -14,18 +14,22 @@ import faust
 from prometheus_client import generate_latest
 
 from streams import dlq
+from streams.alerts import Alert
 from streams.app import create_app
 from streams.engine import Engine
+from streams.evidence import Evidence
+from streams.fleet import FleetEngine
 from streams.ingest import Ingest
 from streams.metrics import Metrics
 from streams.outcomes import Rejected, RejectReason
 from streams.settings import Settings
-from streams.signals import Signal
+from streams.signals import Signal, SignalKind
 
 log = logging.getLogger(__name__)
 
-SWEEP_INTERVAL_SECONDS = 60.0
 DEVICE_TABLE = "devices"
+WATCH_TABLE = "silence-watches"
+FLEET_TABLE = "fleet"
 # Prometheus's text format; aiohttp refuses a charset inside content_type.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
@@ -50,6 +54,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     )
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
+    evidence_topic = app.topic(settings.evidence_topic, key_type=str, value_type=bytes, partitions=1)
+    catalog = settings.catalog()
     devices = app.Table(
         DEVICE_TABLE,
         key_type=str,
@@ -57,8 +63,35 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         partitions=settings.partitions,
         help="Per-device state (streams.device.DeviceState), expired in event time.",
     )
-    engine = Engine(devices, settings.catalog(), metrics)
+    watches = app.Table(
+        WATCH_TABLE,
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.partitions,
+        help="Devices waiting for a silence verdict: [deadline ms, partition].",
+    )
+    fleet_table = app.Table(
+        FLEET_TABLE,
+        key_type=str,
+        value_type=bytes,
+        partitions=1,
+        help="Per-KB evidence and the baseline (streams.fleet).",
+    )
+    engine = Engine(devices, catalog, metrics, watches)
+    fleet = FleetEngine(fleet_table, catalog, metrics)
     ingest = Ingest(settings, metrics)
+
+    async def dead_letter(event: Any, error: Exception) -> None:
+        # Only something other than kbwatch itself writes such a thing.
+        rejected = Rejected(RejectReason.BAD_VALUE, f"not a kbwatch record: {error}"[:200])
+        message = event.message
+        headers = dlq.kafka_headers(rejected, message.topic, message.partition, message.offset)
+        await dlq_topic.send(key=message.key, value=event.value, headers=headers)
+        metrics.dlq.labels(rejected.reason.value).inc()
+
+    async def send_alerts(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            await alerts_topic.send(key=alert.fingerprint.encode(), value=alert.to_wire())
 
     @app.agent(signals_topic, name="device-agent")
     async def device_agent(stream: Any) -> None:
@@ -66,25 +99,30 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             try:
                 signal = Signal.from_wire(event.value)
             except (ValueError, KeyError, TypeError) as error:
-                # Only something other than our sieve writes such a thing.
-                rejected = Rejected(RejectReason.BAD_VALUE, f"not a kbwatch signal: {error}"[:200])
-                message = event.message
-                headers = dlq.kafka_headers(rejected, message.topic, message.partition, message.offset)
-                await dlq_topic.send(key=message.key, value=event.value, headers=headers)
-                metrics.dlq.labels(rejected.reason.value).inc()
+                await dead_letter(event, error)
                 continue
-            for alert in engine.process(signal):
-                await alerts_topic.send(key=alert.fingerprint.encode(), value=alert.to_wire())
+            partition = event.message.partition
+            if signal.kind is SignalKind.TICK:
+                output = engine.tick(signal.time_ms, partition)
+            else:
+                output = engine.process(signal, partition)
+            await send_alerts(output.alerts)
+            for evidence in output.evidence:
+                await evidence_topic.send(key=evidence.key, value=evidence.to_wire())
+
+    @app.agent(evidence_topic, name="fleet-agent")
+    async def fleet_agent(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                evidence = Evidence.from_wire(event.value)
+            except (ValueError, KeyError, TypeError) as error:
+                await dead_letter(event, error)
+                continue
+            await send_alerts(fleet.process(evidence))
 
     @app.task
     async def sieve() -> None:
         await ingest.run()
-
-    @app.timer(interval=SWEEP_INTERVAL_SECONDS)
-    async def sweep() -> None:
-        forgotten = engine.sweep()
-        if forgotten:
-            log.info("forgot %d idle devices (fleet event time %d)", forgotten, engine.fleet_time_ms)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -78,3 +78,20 @@ def final_by_fingerprint(alerts: list[dict[str, Any]]) -> dict[str, tuple[str, s
 
 def line(document: dict[str, Any]) -> bytes:
     return codec.dumps(document)
+
+
+def hello(at: int, record_id: int, ok: bool = False, device: str = DEVICE) -> Signal:
+    kind = SignalKind.HELLO_SUCCESS if ok else SignalKind.HELLO_FAILURE
+    return Signal(device, kind, at, record_key=f"Hello/{record_id}")
+
+
+def app_crash(at: int, record_id: int, app: str = "robloxplayerbeta.exe", device: str = DEVICE) -> Signal:
+    return Signal(device, SignalKind.APP_CRASH, at, record_key=f"Application/{record_id}", app=app)
+
+
+def restart(at: int, record_id: int, kind: SignalKind = SignalKind.RESTART, device: str = DEVICE) -> Signal:
+    return Signal(device, kind, at, record_key=f"System/{record_id}")
+
+
+def tick(at: int) -> Signal:
+    return Signal("", SignalKind.TICK, at)

@@ -134,7 +134,9 @@ def test_a_device_shipping_its_log_a_day_late_gets_the_same_verdict():
     # backlog arrives: only the device's own event time counts.
     for hour in range(24, 30):
         engine.process(seen(T0 + hour * HOUR_MS, device=other))
-    alerts = [alert for signal in [install(T0), *loop(T0 + minutes(20))] for alert in engine.process(signal)]
+    alerts = [
+        alert for signal in [install(T0), *loop(T0 + minutes(20))] for alert in engine.process(signal).alerts
+    ]
     assert [(alert.status, alert.labels["device"]) for alert in alerts] == [("firing", DEVICE)]
 
 

@@ -16,7 +16,7 @@ from streams import codec
 from streams.catalog import Catalog
 from streams.replay import replay
 from streams.sieve import Sieve
-from streams.simulate import FleetPlan, Role, spring_2025, write_fleet
+from streams.simulate import DECOY_ROLES, FleetPlan, Role, spring_2025, write_fleet
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 PLAN = FleetPlan(devices=300, seed=11)
@@ -30,27 +30,65 @@ def fleet_replay():
     return summary, expectation
 
 
+def device_alerts(alerts):
+    return [alert for alert in alerts if "device" in alert.labels]
+
+
 def test_every_looping_device_alerts_with_its_kb(fleet_replay):
     summary, expectation = fleet_replay
     fired = {
-        (alert.labels["device"], alert.labels["kb"]) for alert in summary.alerts if alert.status == "firing"
+        (alert.labels["device"], alert.labels["kb"])
+        for alert in summary.alerts
+        if alert.status == "firing" and alert.labels["alertname"] == "PostUpdateBootLoop"
     }
     assert len(expectation.loops) >= 10
     assert fired == set(expectation.loops.items())
 
 
+def test_every_device_alert_fires_for_the_devices_and_kbs_that_earned_it(fleet_replay):
+    summary, expectation = fleet_replay
+    fired = {
+        (alert.labels["device"], (alert.labels["alertname"], alert.labels["kb"]))
+        for alert in device_alerts(summary.alerts)
+        if alert.status == "firing"
+    }
+    assert {alertname for alertname, _ in expectation.alerts.values()} == {
+        "PostUpdateBootLoop",
+        "PostUpdateHelloFailure",
+        "PostUpdateAppCrashLoop",
+        "DeviceSilentAfterUpdate",
+    }
+    assert fired == set(expectation.alerts.items())
+
+
 def test_no_decoy_alerts(fleet_replay):
     summary, expectation = fleet_replay
-    alerted = {alert.labels["device"] for alert in summary.alerts}
-    assert {Role.SINGLE_CRASH, Role.POWER_BUTTON, Role.DUPLICATED, Role.LATE_LOOP, Role.SLOW_CRASHES} <= set(
-        expectation.decoys.values()
-    )
+    alerted = {alert.labels["device"] for alert in device_alerts(summary.alerts)}
+    assert set(expectation.decoys.values()) == DECOY_ROLES
     assert not alerted & set(expectation.decoys)
+
+
+def test_update_regression_fires_for_the_bad_updates_only(fleet_replay):
+    summary, expectation = fleet_replay
+    regressions = [alert for alert in summary.alerts if alert.labels["alertname"] == "UpdateRegression"]
+    flagged = {alert.labels["kb"] for alert in regressions if alert.status == "firing"}
+    clearly_bad = {kb for kb in expectation.bad_kbs if expectation.affected.get(kb, 0) >= 8}
+    assert clearly_bad
+    assert clearly_bad <= flagged <= expectation.bad_kbs
+    assert "KB5051987" not in flagged  # the good update with one unlucky device
+    for alert in regressions:
+        assert "device" not in alert.labels and "host" not in alert.labels
+        assert int(alert.annotations["affected"]) >= 5
+        assert float(alert.annotations["rate"]) >= 3 * float(alert.annotations["baseline"])
 
 
 def test_recovered_devices_resolve_and_stuck_ones_keep_firing(fleet_replay):
     summary, expectation = fleet_replay
-    final = {alert.labels["device"]: alert.status for alert in summary.alerts}
+    final = {
+        alert.labels["device"]: alert.status
+        for alert in summary.alerts
+        if alert.labels["alertname"] == "PostUpdateBootLoop"
+    }
     for device, role in expectation.roles.items():
         if role is Role.LOOPER:
             assert final[device] == "resolved"
@@ -60,7 +98,12 @@ def test_recovered_devices_resolve_and_stuck_ones_keep_firing(fleet_replay):
 
 def test_no_alert_blames_a_definition_update(fleet_replay):
     summary, _ = fleet_replay
-    assert {alert.labels["kb"] for alert in summary.alerts} <= {"KB5053598", "KB5053656", "KB5055523"}
+    assert {alert.labels["kb"] for alert in summary.alerts} <= {
+        "KB5051987",
+        "KB5053598",
+        "KB5053656",
+        "KB5055523",
+    }
 
 
 def test_every_alert_matches_the_published_schema(fleet_replay):
@@ -89,8 +132,8 @@ def test_bad_lines_go_to_the_dlq_and_the_rest_still_alerts():
     schema = json.loads((SCHEMAS / "dlq-envelope.schema.json").read_text())
     for envelope in envelopes:
         jsonschema.validate(envelope, schema)
-    fired = {alert.labels["device"] for alert in summary.alerts}
-    assert fired == set(expectation.loops)
+    fired = {alert.labels["device"] for alert in device_alerts(summary.alerts)}
+    assert fired == set(expectation.alerts)
 
 
 def test_cli_replays_gzip_files_and_writes_alerts_and_dlq(tmp_path):
@@ -118,9 +161,12 @@ def test_cli_replays_gzip_files_and_writes_alerts_and_dlq(tmp_path):
     assert b"rejected" in completed.stderr
     alerts = [codec.loads(line) for line in alerts_path.read_bytes().splitlines()]
     _, expectation = spring_2025(plan)
-    assert {alert["labels"]["device"] for alert in alerts if alert["status"] == "firing"} == set(
-        expectation.loops
-    )
+    fired = {
+        (alert["labels"]["device"], (alert["labels"]["alertname"], alert["labels"]["kb"]))
+        for alert in alerts
+        if alert["status"] == "firing" and "device" in alert["labels"]
+    }
+    assert fired == set(expectation.alerts.items())
     assert [codec.loads(line)["reason"] for line in dlq_path.read_bytes().splitlines()] == ["not_json"]
 
 

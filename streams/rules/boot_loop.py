@@ -1,29 +1,24 @@
 """`PostUpdateBootLoop`: N crash boots within a window, soon after an install.
 
-Pure: the episodes are derived from the device's crash boots and installs as
-sets, so duplicates and delivery order within a device cannot change them.
+Pure: findings are derived from the device's crash boots and installs as sets,
+so duplicates and delivery order within a device cannot change them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from streams.boots import CrashBoot
 from streams.catalog import BootLoopRule
 from streams.device import Install
+from streams.rules.bursts import Burst, attributed_install, find_bursts
+from streams.rules.findings import Finding
 
 
-@dataclass(frozen=True, slots=True)
-class BootLoop:
-    """A loop as the evidence shows it now; `ends_ms` is 0 while it goes on."""
-
-    first_ms: int
-    starts_ms: int
-    last_ms: int
-    ends_ms: int
-    install: Install
-    stop_code: int
+def loops(crashes: Sequence[CrashBoot], newest_ms: int, rule: BootLoopRule) -> list[Burst]:
+    """Every run of `min_crash_boots` crash boots within `window_ms`, attributed or not."""
+    times = [crash.time_ms for crash in crashes]
+    return find_bursts(times, rule.min_crash_boots, rule.window_ms, rule.stable_ms, newest_ms)
 
 
 def boot_loops(
@@ -31,53 +26,42 @@ def boot_loops(
     installs: Sequence[Install],
     newest_ms: int,
     rule: BootLoopRule,
-) -> list[BootLoop]:
-    """Every loop in `crashes` (time-ordered), oldest first.
+) -> list[Finding]:
+    """The loops whose first crash came at most `after_install_ms` after an install.
 
-    A loop starts at the first of `min_crash_boots` crash boots that fit in
-    `window_ms`, if the most recent install before that crash is at most
-    `after_install_ms` older. `starts_ms` is the crash boot that completed the
-    count. Later crashes closer than `stable_ms` to the previous one belong to
-    the same loop; it ends `stable_ms` after its last crash, once the device's
-    own event time (`newest_ms`) has got there.
+    The loop is attributed to the most recent install before its first crash;
+    `starts_ms` is the crash boot that completed the count; it ends
+    `stable_ms` after its last crash boot, in the device's own event time.
     """
-    needed = rule.min_crash_boots
-    loops: list[BootLoop] = []
-    index = 0
-    while index + needed <= len(crashes):
-        first, completing = crashes[index], crashes[index + needed - 1]
-        install = _latest_install_before(installs, first.time_ms)
-        if (
-            completing.time_ms - first.time_ms > rule.window_ms
-            or install is None
-            or first.time_ms - install.time_ms > rule.after_install_ms
-        ):
-            index += 1
+    findings: list[Finding] = []
+    for burst in loops(crashes, newest_ms, rule):
+        install = attributed_install(installs, burst.first_ms, rule.after_install_ms)
+        if install is None:
             continue
-        last = index + needed - 1
-        while last + 1 < len(crashes) and crashes[last + 1].time_ms - crashes[last].time_ms < rule.stable_ms:
-            last += 1
-        stable_at = crashes[last].time_ms + rule.stable_ms
-        ends_ms = stable_at if newest_ms >= stable_at else 0
-        loops.append(
-            BootLoop(
-                first_ms=first.time_ms,
-                starts_ms=completing.time_ms,
-                last_ms=crashes[last].time_ms,
-                ends_ms=ends_ms,
-                install=install,
-                stop_code=_stop_code(crashes[index : index + needed]),
+        findings.append(
+            Finding(
+                alertname=rule.alertname,
+                kb=install.kb,
+                first_ms=burst.first_ms,
+                starts_ms=burst.starts_ms,
+                last_ms=burst.last_ms,
+                ends_ms=burst.ends_ms,
+                stop_code=_stop_code(crashes[burst.first_index : burst.completing_index + 1]),
+                build=install.build,
             )
         )
-        if not ends_ms:
-            break
-        index = last + 1
-    return loops
+    return findings
 
 
-def _latest_install_before(installs: Sequence[Install], time_ms: int) -> Install | None:
-    before = [install for install in installs if install.time_ms <= time_ms]
-    return max(before, key=lambda install: (install.time_ms, install.kb)) if before else None
+def background_loops(
+    crashes: Sequence[CrashBoot], installs: Sequence[Install], newest_ms: int, rule: BootLoopRule
+) -> list[Burst]:
+    """Loops with no install in the `after_install_ms` before them: the fleet's baseline."""
+    return [
+        burst
+        for burst in loops(crashes, newest_ms, rule)
+        if not any(0 <= burst.first_ms - install.time_ms <= rule.after_install_ms for install in installs)
+    ]
 
 
 def _stop_code(crashes: Sequence[CrashBoot]) -> int:

@@ -40,6 +40,7 @@ def isolated_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         signals_topic=f"{prefix}-signals",
         alerts_topic=f"{prefix}-alerts",
         dlq_topic=f"{prefix}-dlq",
+        evidence_topic=f"{prefix}-evidence",
         partitions=4,
         web_port=free_port(),
         session_timeout_seconds=6.0,

@@ -1,0 +1,77 @@
+"""Event-time alignment of input partitions: a k-way merge with a bound.
+
+An unkeyed producer spreads each device over every partition of the input
+topic. When a worker catches up on a backlog, one partition's fetch can reach
+hours further in event time than another's, and a device's records would then
+reach the rules hours out of order. The sieve therefore releases a batch's
+records in event-time order across partitions, and stops where a partition
+that still has unread records could hold something earlier (its last known
+time plus the allowed lateness). What is held back is read again later: the
+caller seeks those partitions back to the first record not released.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+NEVER_READ = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[Item]):
+    """A record of a partition: its offset, its event time (0: none) and what it became."""
+
+    offset: int
+    event_ms: int
+    item: Item
+
+
+@dataclass(frozen=True, slots=True)
+class Merged(Generic[Item]):
+    """The records to process, in order, and where each held-back partition resumes."""
+
+    released: list[tuple[Hashable, Timed[Item]]]
+    resume_at: dict[Hashable, int]
+
+
+def merge(
+    batch: Mapping[Hashable, Sequence[Timed[Item]]],
+    behind: Mapping[Hashable, int],
+    lateness_ms: int,
+) -> Merged[Item]:
+    """Release `batch` in event-time order up to what the lagging partitions allow.
+
+    `behind` holds every partition that still has unread records beyond this
+    batch, with the newest event time read from it so far (`NEVER_READ` if
+    none). Records without an event time go with the record before them.
+    """
+    bounds = {partition: time for partition, time in behind.items() if partition not in batch}
+    heap: list[tuple[int, int, int, Hashable]] = []
+    effective: dict[Hashable, list[int]] = {}
+    for order, (partition, records) in enumerate(batch.items()):
+        times, last = [], behind.get(partition, 0)
+        for record in records:
+            last = record.event_ms or last
+            times.append(last)
+        effective[partition] = times
+        if records:
+            heap.append((times[0], order, 0, partition))
+    heapq.heapify(heap)
+    orders = {partition: order for order, partition in enumerate(batch)}
+    released: list[tuple[Hashable, Timed[Item]]] = []
+    while heap:
+        time_ms, order, index, partition = heap[0]
+        if bounds and time_ms > min(bounds.values()) + lateness_ms:
+            break
+        heapq.heappop(heap)
+        released.append((partition, batch[partition][index]))
+        if index + 1 < len(batch[partition]):
+            heapq.heappush(heap, (effective[partition][index + 1], orders[partition], index + 1, partition))
+        elif partition in behind:
+            bounds[partition] = time_ms
+    resume_at = {partition: batch[partition][index].offset for _, _, index, partition in heap}
+    return Merged(released, resume_at)

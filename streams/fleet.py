@@ -1,0 +1,336 @@
+"""The fleet agent's state and step: evidence per KB in, `UpdateRegression` out.
+
+One small state per KB (installs per hour and architecture, affected devices
+with their times, recoveries) and one for the baseline, kept in a table on a
+single-partition topic so that one worker at a time owns every KB and the
+baseline beside it. Verdicts are re-derived from these counts in event-time
+order, so the order evidence arrives in does not decide when a KB turned bad.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams import codec
+from streams.alerts import UNSET_TIME, Alert
+from streams.catalog import KNOWN_ISSUES, Catalog, RegressionRule
+from streams.evidence import BASELINE_KEY, Evidence, EvidenceKind
+from streams.metrics import Metrics
+from streams.rules.regression import Verdict, baseline_rate, judge
+from streams.timeutil import HOUR_MS, to_rfc3339
+
+MAX_AFFECTED_KEPT = 5_000  # far past any verdict; counts go on beyond it
+UNKNOWN_ARCH = "unknown"
+
+
+@dataclass(slots=True)
+class KbState:
+    """Evidence about one KB."""
+
+    kb: str
+    installs: dict[str, dict[int, int]] = field(default_factory=dict)  # arch -> hour -> count
+    affected: list[tuple[int, str]] = field(default_factory=list)  # (time, arch), sorted
+    affected_total: int = 0
+    recovered: int = 0  # devices recovered now (recoveries minus relapses)
+    last_recovered_ms: int = 0
+    # (fingerprint, starts, ends, arch label fixed when it first fired)
+    episodes: list[tuple[str, int, int, str]] = field(default_factory=list)
+
+    def installed_total(self) -> int:
+        return sum(sum(hours.values()) for hours in self.installs.values())
+
+    def first_install_hour(self) -> int:
+        return min((min(hours) for hours in self.installs.values() if hours), default=0)
+
+    def failing(self) -> int:
+        return max(0, self.affected_total - self.recovered)
+
+    def to_wire(self) -> bytes:
+        return codec.dumps(
+            {
+                "kb": self.kb,
+                "i": {
+                    arch: [[hour, count] for hour, count in sorted(hours.items())]
+                    for arch, hours in self.installs.items()
+                },
+                "a": [[time_ms, arch] for time_ms, arch in self.affected],
+                "n": self.affected_total,
+                "r": self.recovered,
+                "l": self.last_recovered_ms,
+                "e": [list(episode) for episode in self.episodes],
+            }
+        )
+
+    @classmethod
+    def from_wire(cls, payload: bytes) -> KbState:
+        wire: dict[str, Any] = codec.loads(payload)
+        return cls(
+            kb=wire["kb"],
+            installs={arch: {hour: count for hour, count in pairs} for arch, pairs in wire["i"].items()},
+            affected=[(time_ms, arch) for time_ms, arch in wire["a"]],
+            affected_total=wire["n"],
+            recovered=wire["r"],
+            last_recovered_ms=wire["l"],
+            episodes=[(fp, starts, ends, arch) for fp, starts, ends, arch in wire["e"]],
+        )
+
+
+@dataclass(slots=True)
+class BaselineState:
+    """Device-windows without an install, and boot loops among them, per hour."""
+
+    exposure: dict[int, int] = field(default_factory=dict)
+    loops: dict[int, int] = field(default_factory=dict)
+
+    def rate_until(self, time_ms: int, rule: RegressionRule) -> float:
+        hour = time_ms // HOUR_MS
+        exposure = sum(count for h, count in self.exposure.items() if h <= hour)
+        loops = sum(count for h, count in self.loops.items() if h <= hour)
+        return baseline_rate(loops, exposure, rule)
+
+    def to_wire(self) -> bytes:
+        return codec.dumps({"x": sorted(self.exposure.items()), "l": sorted(self.loops.items())})
+
+    @classmethod
+    def from_wire(cls, payload: bytes) -> BaselineState:
+        wire = codec.loads(payload)
+        return cls(exposure={h: c for h, c in wire["x"]}, loops={h: c for h, c in wire["l"]})
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A KB's verdict now: when it turned bad (0 if it has not) and its cohorts."""
+
+    starts_ms: int
+    verdict: Verdict
+    cohorts: list[tuple[str, Verdict]]
+
+
+def assess(state: KbState, baseline: BaselineState, rule: RegressionRule) -> Assessment:
+    """Walk the affected devices in event time; the first significant look is the start."""
+    hours = sorted({hour for arch_hours in state.installs.values() for hour in arch_hours})
+    cumulative: list[int] = []
+    running = 0
+    for hour in hours:
+        running += sum(arch_hours.get(hour, 0) for arch_hours in state.installs.values())
+        cumulative.append(running)
+    starts_ms = 0
+    verdict = judge(0, state.installed_total(), baseline.rate_until(2**62, rule), rule)
+    for index, (time_ms, _) in enumerate(state.affected):
+        position = bisect.bisect_right(hours, time_ms // HOUR_MS)
+        installed = cumulative[position - 1] if position else 0
+        look = judge(index + 1, installed, baseline.rate_until(time_ms, rule), rule)
+        if look.significant:
+            starts_ms = time_ms
+            break
+    if state.affected:
+        last_time = state.affected[-1][0]
+        verdict = judge(
+            len(state.affected), state.installed_total(), baseline.rate_until(last_time, rule), rule
+        )
+    return Assessment(starts_ms, verdict, _cohorts(state, verdict.baseline, rule))
+
+
+def _cohorts(state: KbState, baseline: float, rule: RegressionRule) -> list[tuple[str, Verdict]]:
+    cohorts = []
+    for arch in sorted(state.installs):
+        affected = sum(1 for _, affected_arch in state.affected if affected_arch == arch)
+        cohorts.append((arch, judge(affected, sum(state.installs[arch].values()), baseline, rule)))
+    return cohorts
+
+
+class FleetEngine:
+    """Applies evidence to KB states (a Faust table or a dict) and emits fleet alerts."""
+
+    def __init__(self, states: MutableMapping[str, bytes], catalog: Catalog, metrics: Metrics) -> None:
+        self.states = states
+        self.catalog = catalog
+        self.metrics = metrics
+
+    def process(self, evidence: Evidence) -> list[Alert]:
+        """Apply one fact; return the `UpdateRegression` state changes it caused."""
+        self.metrics.evidence.labels(evidence.kind.value).inc()
+        if evidence.kb:
+            state = self._kb(evidence.kb)
+            _apply_kb(state, evidence)
+            alerts = self._evaluate(state, self._baseline())
+            self.states[evidence.kb] = state.to_wire()
+            self._trim()
+            self._export()
+            return alerts
+        baseline = self._baseline()
+        hour = evidence.time_ms // HOUR_MS
+        counts = baseline.exposure if evidence.kind is EvidenceKind.EXPOSURE else baseline.loops
+        counts[hour] = counts.get(hour, 0) + 1
+        self.states[BASELINE_KEY] = baseline.to_wire()
+        alerts = []
+        for kb in self._kbs():
+            state = self._kb(kb)
+            if state.affected_total >= self.catalog.regression.min_affected:
+                alerts += self._evaluate(state, baseline)
+                self.states[kb] = state.to_wire()
+        return alerts
+
+    def _kb(self, kb: str) -> KbState:
+        stored = self.states.get(kb)
+        return KbState.from_wire(stored) if stored is not None else KbState(kb)
+
+    def _baseline(self) -> BaselineState:
+        stored = self.states.get(BASELINE_KEY)
+        return BaselineState.from_wire(stored) if stored is not None else BaselineState()
+
+    def _kbs(self) -> list[str]:
+        return [key for key in list(self.states.keys()) if key != BASELINE_KEY]
+
+    def _evaluate(self, state: KbState, baseline: BaselineState) -> list[Alert]:
+        rule = self.catalog.regression
+        assessment = assess(state, baseline, rule)
+        firing = bool(assessment.starts_ms) and state.failing() > 0
+        current = state.episodes[-1] if state.episodes else None
+        if firing and (current is None or current[2]):
+            # A first verdict starts where the evidence turned significant; a
+            # re-opened one where the newest affected device appeared.
+            starts = assessment.starts_ms if current is None else max(t for t, _ in state.affected)
+            episode = (_fingerprint(state.kb, len(state.episodes)), starts, 0, _excess(assessment, rule))
+            state.episodes.append(episode)
+            return [self._alert(state, assessment, episode)]
+        if current is None or current[2]:
+            return []
+        if not firing:
+            state.episodes[-1] = (
+                current[0],
+                current[1],
+                max(state.last_recovered_ms, current[1]),
+                current[3],
+            )
+        elif assessment.starts_ms and assessment.starts_ms < current[1]:
+            state.episodes[-1] = (current[0], assessment.starts_ms, 0, current[3])
+        else:
+            return []
+        return [self._alert(state, assessment, state.episodes[-1])]
+
+    def _alert(self, state: KbState, assessment: Assessment, episode: tuple[str, int, int, str]) -> Alert:
+        alert = regression_alert(state, assessment, self.catalog.regression, episode)
+        self.metrics.alerts.labels(alert.labels["alertname"], alert.labels["severity"], alert.status).inc()
+        return alert
+
+    def _trim(self) -> None:
+        """Keep the newest `max_tracked_kbs` KBs by first install."""
+        kbs = self._kbs()
+        limit = self.catalog.regression.max_tracked_kbs
+        if len(kbs) <= limit:
+            return
+        by_age = sorted(kbs, key=lambda kb: self._kb(kb).first_install_hour())
+        for kb in by_age[: len(kbs) - limit]:
+            del self.states[kb]
+
+    def _export(self) -> None:
+        """Per-KB gauges for the newest `metric_kbs` KBs; the rest summed as `other`."""
+        states = sorted(
+            (self._kb(kb) for kb in self._kbs()), key=lambda s: s.first_install_hour(), reverse=True
+        )
+        shown = states[: self.catalog.regression.metric_kbs]
+        rest = states[self.catalog.regression.metric_kbs :]
+        self.metrics.set_kb_gauges(
+            {s.kb: (s.installed_total(), s.affected_total, s.recovered, s.failing()) for s in shown},
+            (
+                sum(s.installed_total() for s in rest),
+                sum(s.affected_total for s in rest),
+                sum(s.recovered for s in rest),
+                sum(s.failing() for s in rest),
+            ),
+        )
+
+
+def _apply_kb(state: KbState, evidence: Evidence) -> None:
+    arch = evidence.arch or UNKNOWN_ARCH
+    if evidence.kind is EvidenceKind.INSTALLED:
+        hours = state.installs.setdefault(arch, {})
+        hour = evidence.time_ms // HOUR_MS
+        hours[hour] = hours.get(hour, 0) + 1
+    elif evidence.kind is EvidenceKind.AFFECTED:
+        state.affected_total += 1
+        if len(state.affected) < MAX_AFFECTED_KEPT:
+            bisect.insort(state.affected, (evidence.time_ms, arch))
+    elif evidence.kind is EvidenceKind.RECOVERED:
+        state.recovered += 1
+        state.last_recovered_ms = max(state.last_recovered_ms, evidence.time_ms)
+    elif evidence.kind is EvidenceKind.RELAPSED:
+        state.recovered = max(0, state.recovered - 1)
+
+
+def _fingerprint(kb: str, sequence: int) -> str:
+    return hashlib.sha256(f"UpdateRegression\x1f{kb}\x1f{sequence}".encode()).hexdigest()[:16]
+
+
+def _excess(assessment: Assessment, rule: RegressionRule) -> str:
+    """The architectures carrying the excess, or `all` when every one does."""
+    baseline = assessment.verdict.baseline
+    excess = [
+        arch
+        for arch, look in assessment.cohorts
+        if look.affected and look.rate >= rule.min_rate_ratio * baseline
+    ]
+    return ",".join(excess) if excess and len(excess) < len(assessment.cohorts) else "all"
+
+
+def regression_alert(
+    state: KbState, assessment: Assessment, rule: RegressionRule, episode: tuple[str, int, int, str]
+) -> Alert:
+    """Render a KB's verdict: labels without any device, numbers in the annotations."""
+    fingerprint, starts, ends, arch_label = episode
+    verdict = assessment.verdict
+    cohort_text = "; ".join(
+        f"{arch}: {look.affected}/{look.installed} ({look.rate:.1%})" for arch, look in assessment.cohorts
+    )
+    known = KNOWN_ISSUES.get(state.kb)
+    action = (
+        f"Pause the deployment ring of {state.kb} now. "
+        + (
+            f"Apply the Known Issue Rollback Group Policy ({known.kir_policy}), "
+            "then restart affected devices. "
+            if known and known.kir_policy
+            else "Apply Microsoft's Known Issue Rollback Group Policy for it when published; until then, "
+            "uninstall it from affected devices (WinRE for those that cannot boot). "
+        )
+        + "VBS state is not reported by the inputs, so cohorts are by architecture only."
+    )
+    labels = {
+        "alertname": rule.alertname,
+        "severity": rule.severity,
+        "kb": state.kb,
+        "arch": arch_label,
+    }
+    annotations = {
+        "summary": (
+            f"{state.kb} is bad: {verdict.affected} of {verdict.installed} devices ({verdict.rate:.1%}) "
+            f"boot-looped or went silent within 72 h, baseline {verdict.baseline:.2%}"
+        ),
+        "description": (
+            f"Devices that installed {state.kb} had a boot loop or went silent after its restart "
+            f"{verdict.rate / verdict.baseline:.0f} times as often as devices without a recent "
+            f"update (sequential test, log evidence {verdict.log_evidence:.1f}, "
+            f"false-alarm bound {rule.alpha}). By architecture: {cohort_text}. "
+            f"Still failing: {state.failing()}, recovered: {state.recovered}. "
+            + (f"Known issue: {known.symptom}. " if known else "")
+            + action
+        ),
+        "runbook_url": rule.runbook_url,
+        "installed": str(verdict.installed),
+        "affected": str(verdict.affected),
+        "rate": f"{verdict.rate:.4f}",
+        "baseline": f"{verdict.baseline:.4f}",
+        "action": action,
+    }
+    return Alert(
+        status="resolved" if ends else "firing",
+        labels=labels,
+        annotations=annotations,
+        starts_at=to_rfc3339(starts),
+        ends_at=to_rfc3339(ends) if ends else UNSET_TIME,
+        fingerprint=fingerprint,
+    )

@@ -1,0 +1,137 @@
+"""`UpdateRegression`: significant and large, honest with small counts and repeated looks."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from streams.catalog import Catalog, RegressionRule
+from streams.evidence import Evidence, EvidenceKind
+from streams.fleet import FleetEngine
+from streams.metrics import Metrics
+from streams.rules.regression import judge
+from streams.timeutil import HOUR_MS, MINUTE_MS
+from tests.builders import T0
+
+KB = "KB5055523"
+
+
+def fleet_stream(
+    installs: int, affected: int, *, arm64_affected: bool = False, seed: int = 1
+) -> list[Evidence]:
+    """Installs over six hours, the affected devices among them an hour or two later."""
+    rng = random.Random(seed)
+    evidence = []
+    for number in range(installs):
+        arch = "arm64" if number % 5 == 0 else "x86_64"
+        at = T0 + rng.randrange(0, 6 * HOUR_MS)
+        evidence.append(Evidence(EvidenceKind.INSTALLED, KB, f"d{number}", arch, at))
+        if number < affected * (5 if arm64_affected else 1) and (not arm64_affected or arch == "arm64"):
+            evidence.append(
+                Evidence(
+                    EvidenceKind.AFFECTED, KB, f"d{number}", arch, at + rng.randrange(HOUR_MS, 2 * HOUR_MS)
+                )
+            )
+    evidence.sort(key=lambda fact: fact.time_ms)
+    return evidence
+
+
+def run_fleet(evidence: list[Evidence], catalog: Catalog | None = None) -> tuple[FleetEngine, list[dict]]:
+    engine = FleetEngine({}, catalog or Catalog(), Metrics.create())
+    alerts = [alert.to_json() for fact in evidence for alert in engine.process(fact)]
+    return engine, alerts
+
+
+def test_a_five_percent_loop_rate_among_three_hundred_installs_fires():
+    _, alerts = run_fleet(fleet_stream(300, 15))
+    assert [alert["status"] for alert in alerts] == ["firing"]
+    alert = alerts[0]
+    assert set(alert["labels"]) == {"alertname", "severity", "kb", "arch"}
+    assert alert["labels"]["alertname"] == "UpdateRegression"
+    assert alert["labels"]["kb"] == KB
+    assert int(alert["annotations"]["affected"]) >= 5
+    assert "Pause the deployment ring" in alert["annotations"]["action"]
+    assert "Known Issue Rollback" in alert["annotations"]["action"]
+
+
+def test_one_loop_in_three_hundred_installs_stays_quiet():
+    assert run_fleet(fleet_stream(300, 1))[1] == []
+
+
+def test_a_quiet_fleet_stays_quiet():
+    baseline = [
+        Evidence(EvidenceKind.EXPOSURE, "", f"b{i}", "x86_64", T0 + i * MINUTE_MS) for i in range(500)
+    ]
+    assert run_fleet(baseline + fleet_stream(300, 0))[1] == []
+
+
+def test_a_fleet_that_loops_as_often_without_updates_is_not_blamed_on_the_update():
+    baseline = [Evidence(EvidenceKind.EXPOSURE, "", f"b{i}", "x86_64", T0 - HOUR_MS) for i in range(2000)]
+    baseline += [
+        Evidence(EvidenceKind.BACKGROUND_LOOP, "", f"b{i}", "x86_64", T0 - HOUR_MS) for i in range(60)
+    ]
+    assert run_fleet(baseline + fleet_stream(300, 15))[1] == []  # 5% vs a 3% baseline
+
+
+def test_the_start_does_not_depend_on_the_order_evidence_arrives_in():
+    evidence = fleet_stream(300, 15)
+    _, in_order = run_fleet(evidence)
+    shuffled = list(evidence)
+    random.Random(7).shuffle(shuffled)
+    _, out_of_order = run_fleet(shuffled)
+    assert (
+        in_order[0]["startsAt"]
+        == [alert for alert in out_of_order if alert["status"] == "firing"][-1]["startsAt"]
+    )
+
+
+def test_cohorts_name_the_architecture_carrying_the_excess():
+    _, alerts = run_fleet(fleet_stream(300, 12, arm64_affected=True))
+    assert alerts and alerts[0]["labels"]["arch"] == "arm64"
+
+
+def test_resolves_once_every_affected_device_recovered():
+    evidence = fleet_stream(300, 15)
+    recoveries = [
+        Evidence(EvidenceKind.RECOVERED, KB, fact.device, fact.arch, fact.time_ms + 8 * HOUR_MS)
+        for fact in evidence
+        if fact.kind is EvidenceKind.AFFECTED
+    ]
+    engine, alerts = run_fleet(evidence + recoveries)
+    assert [alert["status"] for alert in alerts] == ["firing", "resolved"]
+    assert alerts[0]["fingerprint"] == alerts[1]["fingerprint"]
+    sample = engine.metrics.registry.get_sample_value
+    assert sample("kbwatch_update_affected_devices", {"kb": KB}) == 15
+    assert sample("kbwatch_update_failing_devices", {"kb": KB}) == 0
+    assert sample("kbwatch_update_installed_devices", {"kb": KB}) == 300
+
+
+def test_per_kb_metrics_keep_only_the_newest_kbs_and_sum_the_rest():
+    catalog = Catalog(regression=RegressionRule(metric_kbs=2))
+    evidence = [
+        Evidence(EvidenceKind.INSTALLED, f"KB50000{index:02d}", "d", "x86_64", T0 + index * HOUR_MS)
+        for index in range(5)
+    ]
+    engine, _ = run_fleet(evidence, catalog)
+    sample = engine.metrics.registry.get_sample_value
+    assert sample("kbwatch_update_installed_devices", {"kb": "KB5000004"}) == 1
+    assert sample("kbwatch_update_installed_devices", {"kb": "KB5000000"}) is None
+    assert sample("kbwatch_update_installed_devices", {"kb": "other"}) == 3
+
+
+@pytest.mark.parametrize("baseline", [0.002, 0.01])
+def test_repeated_looks_at_a_fleet_at_the_baseline_rate_rarely_false_alarm(baseline):
+    """Ville's bound: under the baseline rate, a false alarm in any of 1000 looks is rarer than alpha."""
+    rule = RegressionRule(alpha=0.01, min_affected=1, min_rate_ratio=0.0)
+    rng = random.Random(42)
+    false_alarms = 0
+    runs = 400
+    for _ in range(runs):
+        affected = 0
+        for installed in range(1, 1001):
+            affected += rng.random() < baseline
+            if judge(affected, installed, baseline, rule).significant:
+                false_alarms += 1
+                break
+    assert false_alarms / runs <= rule.alpha * 2  # sampling slack on 400 runs
