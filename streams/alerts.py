@@ -98,7 +98,7 @@ def _text(device: str, episode: Episode, catalog: Catalog) -> tuple[str, str, st
             + _stop_code_advice(episode.stop_code)
             + f" Resolves after {rule.stable_ms // HOUR_MS} h of the device's own event time without a crash."
         )
-        return summary, body + _kb_advice(episode.kb), rule.runbook_url
+        return summary, body + _kb_advice(episode.kb), catalog.runbook_url(episode.alertname)
     if episode.alertname == catalog.hello.alertname:
         hello = catalog.hello
         summary = f"Windows Hello keeps failing on {who} after {episode.kb}"
@@ -110,7 +110,7 @@ def _text(device: str, episode: Episode, catalog: Catalog) -> tuple[str, str, st
             '"keep my files" under System Guard Secure Launch, re-provision Hello after the fix. '
             "Resolves at the next successful Hello sign-in."
         )
-        return summary, body + _kb_advice(episode.kb), hello.runbook_url
+        return summary, body + _kb_advice(episode.kb), catalog.runbook_url(episode.alertname)
     if episode.alertname == catalog.app_crash.alertname:
         app = catalog.app_crash
         summary = f"{episode.subject} keeps crashing on {who} after {episode.kb}"
@@ -122,7 +122,7 @@ def _text(device: str, episode: Episode, catalog: Catalog) -> tuple[str, str, st
             f"Resolves after {app.stable_ms // HOUR_MS} h of the device's own event time without a crash "
             "of this app."
         )
-        return summary, body + _kb_advice(episode.kb), app.runbook_url
+        return summary, body + _kb_advice(episode.kb), catalog.runbook_url(episode.alertname)
     silence = catalog.silence
     summary = f"{who} has been silent since it restarted for {episode.kb}"
     body = (
@@ -132,7 +132,7 @@ def _text(device: str, episode: Episode, catalog: Catalog) -> tuple[str, str, st
         "treat it as a possible boot loop. Check it in person or through out-of-band management; "
         "have its BitLocker recovery key ready for WinRE. Resolves when the device speaks again."
     )
-    return summary, body + _kb_advice(episode.kb), silence.runbook_url
+    return summary, body + _kb_advice(episode.kb), catalog.runbook_url(episode.alertname)
 
 
 def _stop_code_advice(code: int) -> str:

@@ -74,8 +74,9 @@ IGNORED_TITLE_MARKERS: tuple[str, ...] = (
 )
 
 
-# Where the alert's `runbook_url` points unless KBWATCH_RUNBOOK_URL says otherwise.
-RUNBOOK_URL = "https://github.com/kbwatch/kbwatch/blob/main/README.md#runbook-postupdatebootloop"
+# Where the runbooks live unless KBWATCH_RUNBOOK_BASE_URL says otherwise; each
+# alert's `runbook_url` is this plus `#runbook-<alertname in lower case>`.
+RUNBOOK_BASE_URL = "https://github.com/kbwatch/kbwatch/blob/main/README.md"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,6 @@ class BootLoopRule:
     window_ms: int = 60 * MINUTE_MS  # all `min_crash_boots` within this span
     after_install_ms: int = 72 * HOUR_MS  # the first crash this soon after an install
     stable_ms: int = 6 * HOUR_MS  # crash-free device time that resolves the alert
-    runbook_url: str = RUNBOOK_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,6 @@ class HelloRule:
     min_failures: int = 3
     window_ms: int = 24 * HOUR_MS  # all `min_failures` within this span, no success between
     after_install_ms: int = 72 * HOUR_MS
-    runbook_url: str = RUNBOOK_URL.replace("postupdatebootloop", "postupdatehellofailure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,6 @@ class AppCrashRule:
     window_ms: int = 30 * MINUTE_MS
     after_install_ms: int = 72 * HOUR_MS
     stable_ms: int = 6 * HOUR_MS  # device time without a crash of that app that resolves it
-    runbook_url: str = RUNBOOK_URL.replace("postupdatebootloop", "postupdateappcrashloop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +129,6 @@ class SilenceRule:
     # The fleet clock trails the newest event time read by this much, so that a
     # device's records delivered a little late are not taken for silence.
     allowed_lateness_ms: int = 5 * MINUTE_MS
-    runbook_url: str = RUNBOOK_URL.replace("postupdatebootloop", "devicesilentafterupdate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +153,6 @@ class RegressionRule:
     mixture_b: float = 20.0
     max_tracked_kbs: int = 50  # KBs whose state is kept; the oldest go first
     metric_kbs: int = 10  # KBs exported as metric labels; the rest are `other`
-    runbook_url: str = RUNBOOK_URL.replace("postupdatebootloop", "updateregression")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +200,11 @@ class Catalog:
     silence: SilenceRule = field(default_factory=SilenceRule)
     regression: RegressionRule = field(default_factory=RegressionRule)
     limits: StateLimits = field(default_factory=StateLimits)
+    runbook_base_url: str = RUNBOOK_BASE_URL
+
+    def runbook_url(self, alertname: str) -> str:
+        """The runbook section of one alert."""
+        return f"{self.runbook_base_url}#runbook-{alertname.lower()}"
 
     def alert_rules(
         self,

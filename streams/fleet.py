@@ -214,7 +214,10 @@ class FleetEngine:
         return [self._alert(state, assessment, state.episodes[-1])]
 
     def _alert(self, state: KbState, assessment: Assessment, episode: tuple[str, int, int, str]) -> Alert:
-        alert = regression_alert(state, assessment, self.catalog.regression, episode)
+        catalog = self.catalog
+        alert = regression_alert(
+            state, assessment, catalog.regression, episode, catalog.runbook_url(catalog.regression.alertname)
+        )
         self.metrics.alerts.labels(alert.labels["alertname"], alert.labels["severity"], alert.status).inc()
         return alert
 
@@ -279,7 +282,11 @@ def _excess(assessment: Assessment, rule: RegressionRule) -> str:
 
 
 def regression_alert(
-    state: KbState, assessment: Assessment, rule: RegressionRule, episode: tuple[str, int, int, str]
+    state: KbState,
+    assessment: Assessment,
+    rule: RegressionRule,
+    episode: tuple[str, int, int, str],
+    runbook_url: str,
 ) -> Alert:
     """Render a KB's verdict: labels without any device, numbers in the annotations."""
     fingerprint, starts, ends, arch_label = episode
@@ -319,7 +326,7 @@ def regression_alert(
             + (f"Known issue: {known.symptom}. " if known else "")
             + action
         ),
-        "runbook_url": rule.runbook_url,
+        "runbook_url": runbook_url,
         "installed": str(verdict.installed),
         "affected": str(verdict.affected),
         "rate": f"{verdict.rate:.4f}",

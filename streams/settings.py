@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from streams.catalog import RUNBOOK_URL, BootLoopRule, Catalog
+from streams.catalog import RUNBOOK_BASE_URL, BootLoopRule, Catalog
 from streams.timeutil import HOUR_MS, MINUTE_MS
 
 
@@ -46,7 +46,7 @@ class Settings:
     boot_loop_window_minutes: int = 60
     boot_loop_after_install_hours: int = 72
     boot_loop_stable_hours: int = 6
-    runbook_url: str = RUNBOOK_URL
+    runbook_base_url: str = RUNBOOK_BASE_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -98,9 +98,8 @@ class Settings:
             window_ms=self.boot_loop_window_minutes * MINUTE_MS,
             after_install_ms=self.boot_loop_after_install_hours * HOUR_MS,
             stable_ms=self.boot_loop_stable_hours * HOUR_MS,
-            runbook_url=self.runbook_url,
         )
-        return Catalog(boot_loop=rule)
+        return Catalog(boot_loop=rule, runbook_base_url=self.runbook_base_url)
 
     def bootstrap_servers(self) -> str:
         """The broker list without any `kafka://` scheme, for aiokafka."""
