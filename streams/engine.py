@@ -28,6 +28,8 @@ from streams.metrics import Metrics
 from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
 
+SWEEP_EVERY_MS = 24 * HOUR_MS
+
 
 @dataclass(slots=True)
 class Output:
@@ -57,7 +59,7 @@ class Engine:
         self.metrics = metrics
         # The newest fleet clock seen: it expires idle devices in event time.
         self.fleet_time_ms = 0
-        self._swept_hour: dict[int, int] = {}
+        self._swept_day: dict[int, int] = {}
 
     def process(self, signal: Signal, partition: int = 0) -> Output:
         """Apply one device signal; return the alerts and evidence it caused."""
@@ -112,11 +114,12 @@ class Engine:
         return len(expired)
 
     def _maybe_sweep(self, partition: int) -> None:
-        # A sweep decodes every state: once per hour of fleet time per partition.
-        hour = self.fleet_time_ms // HOUR_MS
-        if self._swept_hour.get(partition, hour) < hour:
+        # A sweep decodes every state: once per day of fleet time per partition
+        # is plenty against a 14-day idle limit.
+        day = self.fleet_time_ms // SWEEP_EVERY_MS
+        if self._swept_day.get(partition, day) < day:
             self.sweep(partition)
-        self._swept_hour[partition] = hour
+        self._swept_day[partition] = day
 
     def _store(self, result: Result, new_device: bool) -> None:
         state = result.state

@@ -62,7 +62,7 @@ def test_idle_devices_are_forgotten_in_event_time_not_wall_time():
     engine.tick(T0 + 3_600_000)
     assert engine.sweep() == 0
     engine.process(install(T0 + 15 * 24 * 3_600_000, device="new-device"))
-    engine.tick(T0 + 15 * 24 * 3_600_000)  # a new hour of fleet time: the partition is swept
+    engine.tick(T0 + 15 * 24 * 3_600_000)  # a new day of fleet time: the partition is swept
     assert set(engine.states) == {"new-device"}
     assert registry.get_sample_value("kbwatch_devices_expired_total") == 1
     assert registry.get_sample_value("kbwatch_devices_tracked") == 1

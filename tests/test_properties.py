@@ -6,9 +6,23 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.signals import Signal
+from streams.catalog import Catalog
+from streams.engine import Engine
+from streams.metrics import Metrics
+from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
-from tests.builders import T0, crash_boot_signals, final_by_fingerprint, install, minutes, run, seen
+from tests.builders import (
+    T0,
+    app_crash,
+    crash_boot_signals,
+    final_by_fingerprint,
+    hello,
+    install,
+    minutes,
+    restart,
+    run,
+    seen,
+)
 
 # Records later than the state's retention (48 h of the device's own event
 # time) are dropped as too late, so the invariant is stated within that bound.
@@ -76,3 +90,51 @@ def test_one_firing_fingerprint_per_episode_and_every_resolution_follows_a_firin
         else:
             assert alert["fingerprint"] in seen_firing
     assert len({alert["fingerprint"] for alert in alerts}) == len(seen_firing)
+
+
+HELLO_KINDS = frozenset({SignalKind.HELLO_FAILURE, SignalKind.HELLO_SUCCESS})
+
+
+@st.composite
+def mixed_histories(draw: st.DrawFn) -> list[Signal]:
+    """Hello records, app crashes and an update restart the device may come back from."""
+    signals = [install(T0)]
+    record = 5000
+    # A channel is written in time order: distinct, increasing times.
+    hello_minutes = draw(st.lists(st.integers(min_value=1, max_value=40 * 60), max_size=8, unique=True))
+    for minute in sorted(hello_minutes):
+        record += 1
+        signals.append(hello(T0 + minutes(minute), record, ok=draw(st.booleans())))
+    for _ in range(draw(st.integers(min_value=0, max_value=8))):
+        record += 1
+        at = T0 + minutes(draw(st.integers(min_value=1, max_value=120)))
+        signals.append(app_crash(at, record, app=draw(st.sampled_from(["teams.exe", "roblox.exe"]))))
+    if draw(st.booleans()):
+        record += 1
+        restart_at = T0 + minutes(draw(st.integers(min_value=1, max_value=600)))
+        signals.append(restart(restart_at, record))
+        back = draw(st.one_of(st.none(), st.integers(min_value=1, max_value=180)))
+        if back is not None:
+            signals.append(seen(restart_at + minutes(back)))
+    return signals
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=mixed_histories(), data=st.data())
+def test_hello_app_and_silence_verdicts_ignore_delivery_order_and_duplicates(history, data):
+    def verdicts(signals: list[Signal]) -> list[tuple[str, str, str, str]]:
+        engine = Engine({}, Catalog(), Metrics.create())
+        alerts = [alert.to_json() for signal in signals for alert in engine.process(signal).alerts]
+        # The fleet clock passes everything once the device's records are in.
+        alerts += [alert.to_json() for alert in engine.tick(T0 + 47 * HOUR_MS).alerts]
+        return sorted(final_by_fingerprint(alerts).values())
+
+    expected = verdicts(history)
+    shuffled = data.draw(st.permutations(history))
+    # Winlogbeat reads each channel in order, so the Hello records keep theirs: a
+    # success that overtook later failures would be a record hours late, which
+    # no rule can undo once it has fired (README, "Event time and late records").
+    in_channel_order = iter([signal for signal in history if signal.kind in HELLO_KINDS])
+    shuffled = [next(in_channel_order) if signal.kind in HELLO_KINDS else signal for signal in shuffled]
+    duplicates = data.draw(st.lists(st.sampled_from(history), max_size=6))
+    assert verdicts(shuffled + duplicates) == expected
