@@ -8,7 +8,7 @@ from itertools import groupby
 from streams.catalog import AppCrashRule
 from streams.device import AppCrash, Install
 from streams.rules.bursts import attributed_install, find_bursts
-from streams.rules.findings import Finding
+from streams.rules.findings import Finding, burst_finding
 
 
 def app_crash_loops(
@@ -23,16 +23,5 @@ def app_crash_loops(
             install = attributed_install(installs, burst.first_ms, rule.after_install_ms)
             if install is None:
                 continue
-            findings.append(
-                Finding(
-                    alertname=rule.alertname,
-                    kb=install.kb,
-                    first_ms=burst.first_ms,
-                    starts_ms=burst.starts_ms,
-                    last_ms=burst.last_ms,
-                    ends_ms=burst.ends_ms,
-                    subject=app,
-                    build=install.build,
-                )
-            )
+            findings.append(burst_finding(rule.alertname, burst, install, subject=app))
     return findings

@@ -12,7 +12,7 @@ from streams.boots import CrashBoot
 from streams.catalog import BootLoopRule
 from streams.device import Install
 from streams.rules.bursts import Burst, attributed_install, find_bursts
-from streams.rules.findings import Finding
+from streams.rules.findings import Finding, burst_finding
 
 
 def loops(crashes: Sequence[CrashBoot], newest_ms: int, rule: BootLoopRule) -> list[Burst]:
@@ -38,18 +38,8 @@ def boot_loops(
         install = attributed_install(installs, burst.first_ms, rule.after_install_ms)
         if install is None:
             continue
-        findings.append(
-            Finding(
-                alertname=rule.alertname,
-                kb=install.kb,
-                first_ms=burst.first_ms,
-                starts_ms=burst.starts_ms,
-                last_ms=burst.last_ms,
-                ends_ms=burst.ends_ms,
-                stop_code=_stop_code(crashes[burst.first_index : burst.completing_index + 1]),
-                build=install.build,
-            )
-        )
+        stop_code = _stop_code(crashes[burst.first_index : burst.completing_index + 1])
+        findings.append(burst_finding(rule.alertname, burst, install, stop_code=stop_code))
     return findings
 
 

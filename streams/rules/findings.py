@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.device import Install
+from streams.rules.bursts import Burst
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -18,3 +21,20 @@ class Finding:
     stop_code: int = 0
     subject: str = ""
     build: str = ""  # the build the attributed install brought, when known
+
+
+def burst_finding(
+    alertname: str, burst: Burst, install: Install, stop_code: int = 0, subject: str = ""
+) -> Finding:
+    """The finding of a burst attributed to `install`."""
+    return Finding(
+        alertname=alertname,
+        kb=install.kb,
+        first_ms=burst.first_ms,
+        starts_ms=burst.starts_ms,
+        last_ms=burst.last_ms,
+        ends_ms=burst.ends_ms,
+        stop_code=stop_code,
+        subject=subject,
+        build=install.build,
+    )

@@ -8,6 +8,7 @@ A success ends the episode (and starts the count again).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from streams.catalog import HelloRule
 from streams.device import Install, Marker
@@ -24,13 +25,13 @@ def hello_failures(markers: Sequence[Marker], installs: Sequence[Install], rule:
     for marker in sorted(markers):
         if marker.kind is SignalKind.HELLO_SUCCESS:
             if current is not None:
-                findings.append(_ended(current, marker.time_ms))
+                findings.append(replace(current, ends_ms=marker.time_ms))
                 current = None
             run = []
             continue
         run.append(marker.time_ms)
         if current is not None:
-            current = _extended(current, marker.time_ms)
+            current = replace(current, last_ms=marker.time_ms)
             continue
         current = _opened(run, installs, rule)
     if current is not None:
@@ -55,28 +56,4 @@ def _opened(run: list[int], installs: Sequence[Install], rule: HelloRule) -> Fin
         last_ms=completing,
         ends_ms=0,
         build=install.build,
-    )
-
-
-def _extended(finding: Finding, time_ms: int) -> Finding:
-    return Finding(
-        finding.alertname,
-        finding.kb,
-        finding.first_ms,
-        finding.starts_ms,
-        time_ms,
-        0,
-        build=finding.build,
-    )
-
-
-def _ended(finding: Finding, success_ms: int) -> Finding:
-    return Finding(
-        finding.alertname,
-        finding.kb,
-        finding.first_ms,
-        finding.starts_ms,
-        finding.last_ms,
-        success_ms,
-        build=finding.build,
     )
