@@ -137,7 +137,7 @@ def _run_replay(arguments: argparse.Namespace) -> int:
         summary = replay(
             iter_lines(arguments.files),
             catalog=settings.catalog(),
-            sieve=Sieve(settings.max_message_bytes),
+            sieve=Sieve(settings.max_message_bytes, decoding=settings.decoding()),
             alert_out=output,
             dlq_out=dlq_out,
             progress=sys.stderr.buffer if sys.stderr.isatty() else None,

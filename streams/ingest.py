@@ -21,6 +21,7 @@ from streams import dlq
 from streams.align import NEVER_READ, Timed, merge
 from streams.clock import FleetClock
 from streams.metrics import Metrics
+from streams.outcomes import Rejected
 from streams.settings import Settings
 from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import Signal, SignalKind
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
 
-Sifting = Timed[tuple[Any, SieveResult]]
+Sifting = Timed[tuple[Any, list[SieveResult]]]
 
 
 class Ingest:
@@ -40,7 +41,7 @@ class Ingest:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.sieve = Sieve(settings.max_message_bytes)
+        self.sieve = Sieve(settings.max_message_bytes, decoding=settings.decoding())
         self.clock = FleetClock(settings.catalog().silence.allowed_lateness_ms)
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -98,11 +99,7 @@ class Ingest:
         released: list[tuple[Any, Sifting]] = []
         for partition, messages in batch.items():
             source = self._source(partition)
-            records = [
-                Timed(m.offset, r.event_ms, (m, r))
-                for m in messages
-                for r in [self.sieve.sift(source, m.value)]
-            ]
+            records = [self._timed(message, self.sieve.sift(source, message.value)) for message in messages]
             if source is Source.INSTALLS:
                 # Install reports are few and often late: they are not aligned.
                 released += [(partition, record) for record in records]
@@ -144,24 +141,33 @@ class Ingest:
         reasons: Counter[str] = Counter()
         newest_ms = events_newest_ms = 0
         for partition, record in released:
-            message, result = record.item
+            message, results = record.item
             source = self._source(partition)
-            outcomes[source.value, result.sifted.value] += 1
-            newest_ms = max(newest_ms, result.event_ms)
             self._next_offset[partition] = record.offset + 1
-            if source is Source.WINLOGBEAT:
-                # Install reports arrive late or in bulk (WUfB exports): only
-                # the fleet's own event records move the fleet clock.
-                events_newest_ms = max(events_newest_ms, result.event_ms)
-                self._partition_time[partition] = max(self._partition_time.get(partition, 0), result.event_ms)
-            if result.signal is not None:
-                value, key = result.signal.to_wire(), result.signal.device.encode()
-                pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
-            elif result.rejected is not None:
-                reasons[result.rejected.reason.value] += 1
-                headers = dlq.kafka_headers(
-                    result.rejected, partition.topic, partition.partition, message.offset
-                )
+            for result in results:
+                outcomes[source.value, result.sifted.value] += 1
+                newest_ms = max(newest_ms, result.event_ms)
+                if source is Source.WINLOGBEAT:
+                    # Install reports arrive late or in bulk (WUfB exports): only
+                    # the fleet's own event records move the fleet clock.
+                    events_newest_ms = max(events_newest_ms, result.event_ms)
+                    self._partition_time[partition] = max(
+                        self._partition_time.get(partition, 0), result.event_ms
+                    )
+                if result.signal is not None:
+                    value, key = result.signal.to_wire(), result.signal.device.encode()
+                    pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
+                elif result.rejected is not None:
+                    reasons[result.rejected.reason.value] += 1
+            rejected = [result.rejected for result in results if result.rejected is not None]
+            if rejected:
+                # One dead letter per message, however many of its records were refused.
+                first = rejected[0]
+                if len(results) > 1:
+                    first = Rejected(
+                        first.reason, f"{len(rejected)} of {len(results)} records: {first.detail}"
+                    )
+                headers = dlq.kafka_headers(first, partition.topic, partition.partition, message.offset)
                 pending.append(
                     await self._producer.send(
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
@@ -180,6 +186,10 @@ class Ingest:
         if pending:
             await asyncio.gather(*pending)
         self._count(outcomes, reasons, newest_ms)
+
+    @staticmethod
+    def _timed(message: Any, results: list[SieveResult]) -> Sifting:
+        return Timed(message.offset, max(result.event_ms for result in results), (message, results))
 
     def _source(self, partition: Any) -> Source:
         return Source.INSTALLS if partition.topic == self.settings.installs_topic else Source.WINLOGBEAT

@@ -10,10 +10,10 @@ import re
 from typing import Any
 
 from streams.catalog import IGNORED_KBS
+from streams.formats.event import MAX_DEVICE_KEY_LENGTH
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
 from streams.signals import Signal, SignalKind
 from streams.timeutil import BadTimestamp, parse_event_time
-from streams.winlogbeat import MAX_DEVICE_KEY_LENGTH
 
 _KB = re.compile(r"^(?:KB)?(\d{6,8})$", re.IGNORECASE)
 _BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")

@@ -16,6 +16,7 @@ class RejectReason(StrEnum):
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
     NOT_WINLOGBEAT = "not_winlogbeat"
+    UNKNOWN_FORMAT = "unknown_format"
     BAD_EVENT_ID = "bad_event_id"
     BAD_DEVICE = "bad_device"
     BAD_TIMESTAMP = "bad_timestamp"

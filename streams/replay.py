@@ -39,8 +39,8 @@ class ReplaySummary:
 
 
 def source_of(line: bytes) -> Source:
-    """A replay file may mix Winlogbeat documents and native install records."""
-    if b'"winlog"' not in line and b'"installed_at"' in line:
+    """A replay file may mix event records and install records (native or WUfB rows)."""
+    if b'"winlog"' not in line and (b'"installed_at"' in line or b'"TargetKBNumber"' in line):
         return Source.INSTALLS
     return Source.WINLOGBEAT
 
@@ -96,19 +96,19 @@ def replay(
     for where, line in lines:
         summary.records += 1
         source = source_of(line)
-        result = sieve.sift(source, line)
-        metrics.records.labels(source.value, result.sifted.value).inc()
-        if source is Source.WINLOGBEAT:
-            clock.observe(result.event_ms)  # install reports never move the fleet clock
-        if result.rejected is not None:
-            summary.rejected += 1
-            metrics.dlq.labels(result.rejected.reason.value).inc()
-            if dlq_out is not None:
-                dlq_out.write(codec.dumps_line(dlq.envelope(result.rejected, where, line)))
-        elif result.signal is not None:
-            if result.sifted is Sifted.RELEVANT:
-                summary.relevant += 1
-            send(engine.process(result.signal))
+        for result in sieve.sift(source, line):
+            metrics.records.labels(source.value, result.sifted.value).inc()
+            if source is Source.WINLOGBEAT:
+                clock.observe(result.event_ms)  # install reports never move the fleet clock
+            if result.rejected is not None:
+                summary.rejected += 1
+                metrics.dlq.labels(result.rejected.reason.value).inc()
+                if dlq_out is not None:
+                    dlq_out.write(codec.dumps_line(dlq.envelope(result.rejected, where, line)))
+            elif result.signal is not None:
+                if result.sifted is Sifted.RELEVANT:
+                    summary.relevant += 1
+                send(engine.process(result.signal))
         watermark = clock.due_tick()
         if watermark:
             send(engine.tick(watermark))

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from streams import codec
 from streams.catalog import RUNBOOK_BASE_URL, BootLoopRule, Catalog
+from streams.formats.detect import EVENT_FORMATS, INSTALL_FORMATS, Decoding, InputFormat
 from streams.timeutil import HOUR_MS, MINUTE_MS
 
 
@@ -39,6 +43,10 @@ class Settings:
     store: str = "memory://"
     data_dir: str = "kbwatch-data"
     max_message_bytes: int = 256 * 1024
+    events_format: str = "auto"
+    installs_format: str = "auto"
+    nxlog_timezone: str = "UTC"
+    wufb_device_map: str = ""  # path of a JSON file {"<AzureADDeviceId>": "<device key>"}
     session_timeout_seconds: float = 30.0
     rebalance_timeout_seconds: float = 30.0
     log_level: str = "info"
@@ -87,8 +95,32 @@ class Settings:
             self.alerts_topic,
             self.dlq_topic,
         ]
+        event_formats = {"auto", *(f.value for f in EVENT_FORMATS)}
+        if self.events_format not in event_formats:
+            raise SettingsError(f"KBWATCH_EVENTS_FORMAT must be one of {', '.join(sorted(event_formats))}")
+        install_formats = {"auto", *(f.value for f in INSTALL_FORMATS)}
+        if self.installs_format not in install_formats:
+            raise SettingsError(
+                f"KBWATCH_INSTALLS_FORMAT must be one of {', '.join(sorted(install_formats))}"
+            )
+        try:
+            ZoneInfo(self.nxlog_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise SettingsError(
+                f"KBWATCH_NXLOG_TIMEZONE={self.nxlog_timezone!r} is not a time zone"
+            ) from error
+        _device_map(self.wufb_device_map)
         if len(set(topics)) != len(topics) or not all(topics):
             raise SettingsError("the five topic names must be set and all different")
+
+    def decoding(self) -> Decoding:
+        """How the sieve reads the input topics."""
+        return Decoding(
+            events_format=InputFormat(self.events_format),
+            installs_format=InputFormat(self.installs_format),
+            nxlog_zone=ZoneInfo(self.nxlog_timezone),
+            wufb_device_map=_device_map(self.wufb_device_map),
+        )
 
     def catalog(self) -> Catalog:
         """The rule catalog with this configuration's overrides."""
@@ -121,3 +153,18 @@ def _convert(name: str, raw: str, kind: type) -> Any:
         expected = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r} is not {expected}") from error
     return raw
+
+
+def _device_map(path: str) -> dict[str, str]:
+    """The WUfB device map file, checked: a JSON object of strings."""
+    if not path:
+        return {}
+    try:
+        mapping = codec.loads(Path(path).read_bytes())
+    except (OSError, codec.DecodeError) as error:
+        raise SettingsError(f"KBWATCH_WUFB_DEVICE_MAP={path!r} cannot be read as JSON: {error}") from error
+    if not isinstance(mapping, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in mapping.items()
+    ):
+        raise SettingsError("KBWATCH_WUFB_DEVICE_MAP must hold a JSON object of strings")
+    return mapping

@@ -12,16 +12,22 @@ so whichever record of those ten minutes gets through says the same.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from streams import codec
-from streams.installs import normalise_install
+from streams.formats.detect import (
+    Decoding,
+    InputFormat,
+    decode_events,
+    decode_install,
+    decode_xml,
+    looks_like_xml,
+)
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.signals import Signal, SignalKind
 from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
-from streams.winlogbeat import normalise
 
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
 _SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
@@ -52,6 +58,7 @@ class SieveResult:
     signal: Signal | None = None
     rejected: Rejected | None = None
     event_ms: int = 0  # the record's exact event time, where it was read
+    input_format: str = ""  # the collector format it was read as ("" when unknown)
 
 
 _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
@@ -60,25 +67,44 @@ _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
 class Sieve:
     """Classifies raw messages; one instance per consumer, not thread-safe."""
 
-    def __init__(self, max_message_bytes: int, clock: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        clock: Callable[[], int] = wall_clock_ms,
+        decoding: Decoding | None = None,
+    ) -> None:
         self._max_message_bytes = max_message_bytes
         self._clock = clock
+        self._decoding = decoding or Decoding()
         self._seen_bucket: dict[str, str] = {}
 
-    def sift(self, source: Source, payload: bytes | None) -> SieveResult:
-        """Classify one message's value bytes."""
+    def sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
+        """Classify one message's value bytes: one result per record it holds."""
         if payload is None:
-            return _reject(RejectReason.NOT_JSON, "message has no value")
+            return [_reject(RejectReason.NOT_JSON, "message has no value")]
         if len(payload) > self._max_message_bytes:
-            return _reject(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {self._max_message_bytes}")
+            return [_reject(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {self._max_message_bytes}")]
+        now_ms = self._clock()
+        decoding = self._decoding
+        forced = decoding.events_format
+        if source is Source.WINLOGBEAT and (
+            forced is InputFormat.XML or (forced is InputFormat.AUTO and looks_like_xml(payload))
+        ):
+            return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
         try:
             document: Any = codec.loads(payload)
         except codec.DecodeError as error:
-            return _reject(RejectReason.NOT_JSON, str(error)[:200])
-        now_ms = self._clock()
+            return [_reject(RejectReason.NOT_JSON, str(error)[:200])]
         if source is Source.INSTALLS:
-            return self._result(normalise_install(document, now_ms), now_ms)
-        return self._result(normalise(document, now_ms), now_ms)
+            install_format, outcomes = decode_install(document, decoding.installs_format, decoding, now_ms)
+            return self._results(install_format, outcomes, now_ms)
+        event_format, outcomes = decode_events(document, decoding.events_format, decoding, now_ms)
+        return self._results(event_format, outcomes, now_ms)
+
+    def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
+        label = found.value if found is not None else ""
+        results = [self._result(outcome, now_ms) for outcome in outcomes]
+        return [replace(result, input_format=label) for result in results] if label else results
 
     def _result(self, outcome: Outcome, now_ms: int) -> SieveResult:
         if isinstance(outcome, Signal):

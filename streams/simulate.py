@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
 
 from streams import codec, documents
+from streams.collectors import render
 from streams.documents import Host
+from streams.formats.detect import InputFormat
 from streams.settings import Settings
 from streams.sieve import Source
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time, to_rfc3339
@@ -110,6 +113,8 @@ class FleetPlan:
     arm64_share: float = 0.15
     native_install_share: float = 0.3  # installs reported on update-installs, not event 19
     max_delivery_jitter_ms: int = 90_000  # records of a device arrive this much out of order
+    collector: InputFormat = InputFormat.WINLOGBEAT  # how the event records are shipped
+    zone: str = "Europe/Berlin"  # the devices' local time, for collectors that write it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +141,9 @@ class Expectation:
 
 
 class _Device:
-    def __init__(self, host: Host, role: Role, wave: Wave, rng: random.Random) -> None:
+    def __init__(self, host: Host, role: Role, wave: Wave, rng: random.Random, key: str) -> None:
         self.host = host
+        self.key = key
         self.role = role
         self.wave = wave
         self.kb = wave.kb
@@ -169,7 +175,7 @@ def spring_2025(plan: FleetPlan) -> tuple[list[SimRecord], Expectation]:
         _live(device, plan)
         _expect(expectation, device)
         for time_ms, document, source in device.records:
-            value = codec.dumps(document)
+            value = _encode(document, source, plan)
             # Delivery order: event time plus a per-record jitter, so one
             # device's records arrive out of order as unkeyed messages do.
             delivered = time_ms + rng.randrange(0, plan.max_delivery_jitter_ms + 1)
@@ -178,8 +184,24 @@ def spring_2025(plan: FleetPlan) -> tuple[list[SimRecord], Expectation]:
     return [record for _, _, record in records], expectation
 
 
+def _encode(document: dict[str, Any], source: Source, plan: FleetPlan) -> bytes:
+    if source is Source.INSTALLS or plan.collector is InputFormat.WINLOGBEAT:
+        return codec.dumps(document)
+    rendered = render(
+        document, plan.collector, ZoneInfo(plan.zone), shape=document["winlog"]["record_id"] % 3
+    )
+    return rendered if isinstance(rendered, bytes) else codec.dumps(rendered)
+
+
+def device_key_for(host: Host, collector: InputFormat) -> str:
+    """The key the product gives this host's records when `collector` ships them."""
+    if collector in (InputFormat.WINLOGBEAT, InputFormat.OTLP_JSON):
+        return host.host_id
+    return host.fqdn.lower()
+
+
 def _expect(expectation: Expectation, device: _Device) -> None:
-    key = device.host.host_id
+    key = device.key
     expectation.roles[key] = device.role
     expectation.installed[device.kb] = expectation.installed.get(device.kb, 0) + 1
     alertname = EXPECTED_ALERTS.get(device.role)
@@ -208,7 +230,7 @@ def _make_device(number: int, role: Role, wave: Wave, plan: FleetPlan, rng: rand
         arch="arm64" if arm64 else "x86_64",
         build=wave.build_before,
     )
-    return _Device(host, role, wave, rng)
+    return _Device(host, role, wave, rng, device_key_for(host, plan.collector))
 
 
 def _pick_role(plan: FleetPlan, wave: Wave, rng: random.Random) -> Role:
@@ -294,7 +316,7 @@ def _live(device: _Device, plan: FleetPlan) -> None:
 def _install(device: _Device, install_ms: int, plan: FleetPlan) -> None:
     if device.rng.random() < plan.native_install_share:
         record = {
-            "device": device.host.host_id,
+            "device": device.key,
             "kb": device.kb,
             "installed_at": to_rfc3339(install_ms),
             "build": device.wave.build_after,
@@ -389,7 +411,7 @@ def _with_build(host: Host, build: str) -> Host:
 
 
 def write_fleet(plan: FleetPlan, path: str) -> int:
-    """Write the simulated stream as NDJSON (Winlogbeat and install records mixed)."""
+    """Write the simulated stream as NDJSON (event and install records mixed)."""
     stream, _ = spring_2025(plan)
     with open(path, "wb") as output:
         for record in stream:

@@ -14,7 +14,7 @@ def sieve() -> Sieve:
 
 
 def test_a_crash_record_is_relevant():
-    result = sieve().sift(Source.WINLOGBEAT, codec.dumps(documents.kernel_power_41(HOST, T0, 1)))
+    result = sieve().sift(Source.WINLOGBEAT, codec.dumps(documents.kernel_power_41(HOST, T0, 1)))[0]
     assert result.sifted is Sifted.RELEVANT
     assert result.signal is not None and result.signal.kind is SignalKind.DIRTY_BOOT
     assert result.event_ms == T0
@@ -25,7 +25,7 @@ def test_noise_passes_once_per_device_and_ten_minutes_floored():
     outcomes = []
     for second in range(0, 1800, 60):
         document = documents.security_4624(HOST, T0 + 7 * 60_000 + second * 1000, second, "alice")
-        outcomes.append(the_sieve.sift(Source.WINLOGBEAT, codec.dumps(document)))
+        outcomes.append(the_sieve.sift(Source.WINLOGBEAT, codec.dumps(document))[0])
     passed = [result for result in outcomes if result.sifted is Sifted.SEEN]
     assert len(passed) == 4  # 14:07, 14:10, 14:20, 14:30 buckets
     assert all(result.signal is not None for result in passed)
@@ -34,29 +34,29 @@ def test_noise_passes_once_per_device_and_ten_minutes_floored():
 
 
 def test_bytes_that_are_not_json_are_rejected():
-    result = sieve().sift(Source.WINLOGBEAT, b"\xff\xfe not json")
+    result = sieve().sift(Source.WINLOGBEAT, b"\xff\xfe not json")[0]
     assert result.sifted is Sifted.REJECTED
     assert result.rejected is not None and result.rejected.reason is RejectReason.NOT_JSON
 
 
 def test_nan_is_not_json():
-    result = sieve().sift(Source.WINLOGBEAT, b'{"winlog": {"event_id": NaN}}')
+    result = sieve().sift(Source.WINLOGBEAT, b'{"winlog": {"event_id": NaN}}')[0]
     assert result.rejected is not None and result.rejected.reason is RejectReason.NOT_JSON
 
 
 def test_oversized_messages_are_rejected_before_parsing():
-    result = sieve().sift(Source.WINLOGBEAT, b"[" + b"1," * 40_000 + b"1]")
+    result = sieve().sift(Source.WINLOGBEAT, b"[" + b"1," * 40_000 + b"1]")[0]
     assert result.rejected is not None and result.rejected.reason is RejectReason.TOO_LARGE
 
 
 def test_a_tombstone_is_rejected():
-    result = sieve().sift(Source.WINLOGBEAT, None)
+    result = sieve().sift(Source.WINLOGBEAT, None)[0]
     assert result.rejected is not None and result.rejected.reason is RejectReason.NOT_JSON
 
 
 def test_install_records_are_read_on_their_own_topic():
     record = {"device": HOST.host_id, "kb": "KB5055523", "installed_at": "2025-04-08T14:00:00Z"}
-    result = sieve().sift(Source.INSTALLS, codec.dumps(record))
+    result = sieve().sift(Source.INSTALLS, codec.dumps(record))[0]
     assert result.sifted is Sifted.RELEVANT
     assert result.signal is not None and result.signal.kb == "KB5055523"
 
@@ -64,5 +64,5 @@ def test_install_records_are_read_on_their_own_topic():
 def test_noise_with_an_absurd_time_is_rejected_not_trusted():
     document = documents.security_4624(HOST, T0, 1, "alice")
     document["@timestamp"] = "2999-01-01T00:00:00Z"
-    result = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))
+    result = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))[0]
     assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_TIMESTAMP

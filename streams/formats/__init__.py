@@ -1,0 +1,1 @@
+"""Collector formats: each turns its documents into `WindowsEvent`s or install signals."""

@@ -1,0 +1,60 @@
+"""Windows Update for Business reports: `UCClientUpdateStatus` rows as installs.
+
+One row per device per update, exported from Log Analytics 24-36 h late, so
+`UpdateInstalledTime` is the event time. The device is matched by Entra
+(Azure AD) device id through an optional map file (`KBWATCH_WUFB_DEVICE_MAP`,
+JSON `{"<AzureADDeviceId>": "<device key>"}`), else by the lower-cased
+`DeviceName`, which is what Winlogbeat's key is without `host.id`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from streams.catalog import IGNORED_KBS
+from streams.formats.event import CONTROL_CHARACTERS, MAX_DEVICE_KEY_LENGTH
+from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
+from streams.signals import Signal, SignalKind
+from streams.timeutil import BadTimestamp, parse_event_time
+
+_KB = re.compile(r"^(?:KB)?(\d{6,8})$", re.IGNORECASE)
+_BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")
+
+
+def wufb_install(row: dict[str, Any], now_ms: int, device_map: Mapping[str, str]) -> Outcome:
+    """One `UCClientUpdateStatus` row -> an INSTALL signal, or why not."""
+    installed_at = row.get("UpdateInstalledTime")
+    if installed_at in (None, ""):
+        return Ignored("the update is not installed on this device yet")
+    entra_id = row.get("AzureADDeviceId")
+    name = row.get("DeviceName")
+    device = device_map.get(entra_id, "") if isinstance(entra_id, str) else ""
+    if not device and isinstance(name, str):
+        device = name.strip().lower()
+    if not device:
+        return Rejected(RejectReason.MISSING_FIELD, "DeviceName (or a mapped AzureADDeviceId)")
+    if len(device) > MAX_DEVICE_KEY_LENGTH or CONTROL_CHARACTERS.search(device):
+        return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
+    kb_text = row.get("TargetKBNumber")
+    kb_match = _KB.match(str(kb_text).strip()) if isinstance(kb_text, str | int) else None
+    if kb_match is None:
+        return Rejected(RejectReason.BAD_VALUE, "TargetKBNumber is not like 5055523")
+    kb = f"KB{kb_match.group(1)}"
+    if kb in IGNORED_KBS:
+        return Ignored(f"{kb} is a definition or tool update")
+    try:
+        time_ms = parse_event_time(installed_at, now_ms)
+    except BadTimestamp as error:
+        return Rejected(RejectReason.BAD_TIMESTAMP, f"UpdateInstalledTime: {error}")
+    build = row.get("TargetBuild")
+    build_match = _BUILD.match(build.strip()) if isinstance(build, str) else None
+    return Signal(
+        device=device,
+        kind=SignalKind.INSTALL,
+        time_ms=time_ms,
+        kb=kb,
+        build=build_match.group(1) if build_match else "",
+        source="wufb",
+    )
