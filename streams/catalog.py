@@ -177,6 +177,9 @@ class StateLimits:
     max_episodes: int = 16
     # An idle device whose event time is this far behind the fleet's is forgotten.
     idle_device_ttl_ms: int = 14 * 24 * HOUR_MS
+    # Devices with state on one worker; a new device past it is refused (counted),
+    # so an input flooded with invented device names cannot exhaust memory.
+    max_devices: int = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--dlq", help="write rejected records here as JSON envelopes")
     replay.set_defaults(run=_run_replay)
 
+    validate = commands.add_parser("validate", help="say, record by record, what kbwatch makes of a file")
+    validate.add_argument(
+        "files", nargs="+", metavar="FILE", help="NDJSON files (one message per line), .gz, or -"
+    )
+    validate.add_argument("--json", action="store_true", help="one JSON verdict per record instead of text")
+    validate.add_argument("--events-format", help="force the events' format (env KBWATCH_EVENTS_FORMAT)")
+    validate.add_argument(
+        "--installs-format", help="force the installs' format (env KBWATCH_INSTALLS_FORMAT)"
+    )
+    validate.set_defaults(run=_run_validate)
+
     broker = commands.add_parser("broker", help="start the embedded Kafka-compatible broker (Tansu)")
     broker.add_argument("--port", type=int, default=9092, help="loopback port (default 9092)")
     broker.set_defaults(run=_run_broker)
@@ -67,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
     simulate.add_argument("--noise-per-hour", type=float, default=4.0, help="everyday records/device/hour")
     simulate.add_argument("--output", "-o", help="write NDJSON to this file instead of producing")
+    simulate.add_argument(
+        "--collector",
+        default="winlogbeat",
+        choices=["winlogbeat", "otlp_json", "otel_raw", "xml", "nxlog", "fluentbit"],
+        help="ship the event records as this collector does (default winlogbeat)",
+    )
     simulate.set_defaults(run=_run_simulate)
 
     demo = commands.add_parser("demo", help="broker + worker + simulated fleet, alerts as they fire")
@@ -157,6 +174,28 @@ def _run_replay(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _run_validate(arguments: argparse.Namespace) -> int:
+    from streams.replay import iter_lines, paths_exist
+    from streams.sieve import Sieve
+    from streams.validate import validate
+
+    missing = paths_exist(arguments.files)
+    if missing:
+        print(f"kbwatch validate: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = Settings.from_env(
+        events_format=arguments.events_format, installs_format=arguments.installs_format
+    )
+    sieve = Sieve(settings.max_message_bytes, decoding=settings.decoding())
+    counts = validate(iter_lines(arguments.files), sieve, sys.stdout, arguments.json)
+    print(
+        f"kbwatch validate: {counts['accepted']} accepted, {counts['irrelevant']} irrelevant, "
+        f"{counts['rejected']} rejected",
+        file=sys.stderr,
+    )
+    return 1 if counts["rejected"] else 0
+
+
 def _run_broker(arguments: argparse.Namespace) -> int:
     from streams.broker import EmbeddedBroker
 
@@ -173,9 +212,15 @@ def _run_broker(arguments: argparse.Namespace) -> int:
 
 
 def _run_simulate(arguments: argparse.Namespace) -> int:
+    from streams.formats.detect import InputFormat
     from streams.simulate import FleetPlan, produce_fleet, write_fleet
 
-    plan = FleetPlan(devices=arguments.devices, seed=arguments.seed, noise_per_hour=arguments.noise_per_hour)
+    plan = FleetPlan(
+        devices=arguments.devices,
+        seed=arguments.seed,
+        noise_per_hour=arguments.noise_per_hour,
+        collector=InputFormat(arguments.collector),
+    )
     if arguments.output:
         count = write_fleet(plan, arguments.output)
         print(f"kbwatch simulate: wrote {count} records to {arguments.output}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from streams.timeutil import MINUTE_MS
 
 TICK_EVERY_MS = MINUTE_MS
+MAX_CLOCK_SKEW_MS = 5 * MINUTE_MS
 
 
 class FleetClock:
@@ -22,8 +23,16 @@ class FleetClock:
         self.newest_ms = 0
         self.last_tick_ms = 0
 
-    def observe(self, event_ms: int) -> None:
-        """A record's event time was read (0: it had none)."""
+    def observe(self, event_ms: int, now_ms: int | None = None) -> None:
+        """A record's event time was read (0: it had none).
+
+        A time ahead of the processor's clock (`now_ms`) by more than a few
+        minutes is a device with a wrong clock: it still counts for that device,
+        but it must not drag the whole fleet's clock ahead and make every
+        watched device look silent.
+        """
+        if now_ms is not None and event_ms > now_ms + MAX_CLOCK_SKEW_MS:
+            return
         if event_ms > self.newest_ms:
             self.newest_ms = event_ms
 

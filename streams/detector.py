@@ -41,6 +41,7 @@ class Applied(StrEnum):
     DUPLICATE = "duplicate"
     TOO_LATE = "too_late"
     SEEN = "seen"
+    REFUSED = "refused"  # a new device past `StateLimits.max_devices` (set by the engine)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,10 +60,23 @@ class Engine:
         # The newest fleet clock seen: it expires idle devices in event time.
         self.fleet_time_ms = 0
         self._swept_day: dict[int, int] = {}
+        self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
+
+    def _full(self) -> bool:
+        if self._tracked is None:
+            self._tracked = len(self.states)
+        return self._tracked >= self.catalog.limits.max_devices
 
     def process(self, signal: Signal, partition: int = 0) -> Output:
         """Apply one device signal; return the alerts and evidence it caused."""
         stored = self.states.get(signal.device)
+        if stored is None and (signal.kind is SignalKind.SEEN or self._full()):
+            # A device known only from noise needs no state: nothing of it can
+            # fire or wait. This also keeps a flood of invented device names
+            # from growing the table; past `max_devices`, new ones are refused.
+            outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
+            self.metrics.signals.labels(signal.kind.value, outcome).inc()
+            return Output()
         state = DeviceState.from_wire(stored) if stored is not None else None
         if state is not None:
             state.partition = partition
@@ -110,7 +123,8 @@ class Engine:
             del self.states[device]
             self.watches.pop(device, None)
         self.metrics.devices_expired.inc(len(expired))
-        self.metrics.devices_tracked.set(len(self.states))
+        self._tracked = len(self.states)
+        self.metrics.devices_tracked.set(self._tracked)
         return len(expired)
 
     def _maybe_sweep(self, partition: int) -> None:
@@ -124,7 +138,8 @@ class Engine:
     def _store(self, result: Result, new_device: bool) -> None:
         state = result.state
         self.states[state.device] = state.to_wire()
-        if new_device:
+        if new_device and self._tracked is not None:
+            self._tracked += 1
             self.metrics.devices_tracked.inc()
         deadline = silence_deadline(state, self.catalog)
         watched = self.watches.get(state.device)

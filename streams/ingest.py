@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import dlq
 from streams.align import NEVER_READ, Timed, merge
-from streams.clock import FleetClock
+from streams.clock import MAX_CLOCK_SKEW_MS, FleetClock
 from streams.metrics import Metrics
 from streams.outcomes import Rejected
 from streams.settings import Settings
@@ -140,6 +140,7 @@ class Ingest:
         outcomes: Counter[tuple[str, str]] = Counter()
         reasons: Counter[str] = Counter()
         newest_ms = events_newest_ms = 0
+        now_ms = wall_clock_ms()
         for partition, record in released:
             message, results = record.item
             source = self._source(partition)
@@ -147,9 +148,9 @@ class Ingest:
             for result in results:
                 outcomes[source.value, result.sifted.value] += 1
                 newest_ms = max(newest_ms, result.event_ms)
-                if source is Source.WINLOGBEAT:
-                    # Install reports arrive late or in bulk (WUfB exports): only
-                    # the fleet's own event records move the fleet clock.
+                if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
+                    # Install reports arrive late or in bulk (WUfB exports), and a
+                    # device clock far ahead is wrong: neither moves the fleet clock.
                     events_newest_ms = max(events_newest_ms, result.event_ms)
                     self._partition_time[partition] = max(
                         self._partition_time.get(partition, 0), result.event_ms

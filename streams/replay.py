@@ -24,6 +24,7 @@ from streams.engine import Engine, Output
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.sieve import Sieve, Sifted, Source
+from streams.timeutil import wall_clock_ms
 
 _PROGRESS_SECONDS = 0.5
 
@@ -80,6 +81,7 @@ def replay(
     engine = Engine({}, catalog, metrics)
     fleet = FleetEngine({}, catalog, metrics)
     clock = FleetClock(catalog.silence.allowed_lateness_ms)
+    now_ms = wall_clock_ms()
     summary = ReplaySummary()
     reporter = _Progress(progress)
 
@@ -99,7 +101,7 @@ def replay(
         for result in sieve.sift(source, line):
             metrics.records.labels(source.value, result.sifted.value).inc()
             if source is Source.WINLOGBEAT:
-                clock.observe(result.event_ms)  # install reports never move the fleet clock
+                clock.observe(result.event_ms, now_ms)  # install reports never move the fleet clock
             if result.rejected is not None:
                 summary.rejected += 1
                 metrics.dlq.labels(result.rejected.reason.value).inc()
