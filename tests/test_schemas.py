@@ -9,9 +9,8 @@ import jsonschema
 import pytest
 
 from streams import codec, documents
-from streams.installs import normalise_install
+from streams.sieve import Sieve, Sifted, Source
 from streams.signals import Signal
-from streams.winlogbeat import normalise
 from tests.builders import HOST, T0, crash_boot_signals
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -35,16 +34,25 @@ def test_every_schema_has_an_example():
     assert names == {path.name.split(".")[0] for path in EXAMPLES}
 
 
-def test_winlogbeat_examples_are_accepted_by_the_normaliser():
-    for example in EXAMPLES:
-        if example.name.startswith("winlogbeat-event"):
-            assert isinstance(normalise(json.loads(example.read_text()), NOW), Signal), example.name
-
-
-def test_the_install_example_is_accepted():
-    assert isinstance(
-        normalise_install(json.loads((SCHEMAS / "examples/update-install.json").read_text()), NOW), Signal
-    )
+def test_every_input_example_is_accepted_as_its_format():
+    sieve = Sieve(1 << 20, clock=lambda: NOW)
+    inputs = {
+        "winlogbeat-event": (Source.WINLOGBEAT, "winlogbeat"),
+        "otel-raw": (Source.WINLOGBEAT, "otel_raw"),
+        "otlp-json": (Source.WINLOGBEAT, "otlp_json"),
+        "nxlog": (Source.WINLOGBEAT, "nxlog"),
+        "fluentbit": (Source.WINLOGBEAT, "fluentbit"),
+        "windows-event": (Source.WINLOGBEAT, "xml"),
+        "update-install": (Source.INSTALLS, "native"),
+        "wufb-row": (Source.INSTALLS, "wufb"),
+    }
+    for example in sorted((SCHEMAS / "examples").iterdir()):
+        kind = example.name.split(".")[0]
+        if kind not in inputs:
+            continue
+        source, form = inputs[kind]
+        results = sieve.sift(source, example.read_bytes())
+        assert [(r.sifted, r.input_format) for r in results] == [(Sifted.RELEVANT, form)], example.name
 
 
 def test_the_documents_the_simulator_writes_match_the_input_schema():

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from streams.simulate import FleetPlan, produce_fleet, spring_2025
 from streams.timeutil import MINUTE_MS, parse_event_time
 from tests.builders import final_by_fingerprint
 from tests.e2e.conftest import alerts_of, consume_until, isolated_settings, produce, running_worker
+from tests.hostile import hostile_messages
 
 pytestmark = pytest.mark.e2e
 
@@ -153,3 +155,41 @@ def test_demo_runs_end_to_end_and_catches_every_loop():
     assert "missed 0" in output
     assert "decoys alerted: 0" in output
     assert "good updates flagged as bad: 0" in output
+
+
+def test_a_hostile_file_runs_through_the_live_worker_without_loss(broker: EmbeddedBroker, tmp_path: Path):
+    settings = isolated_settings(broker, tmp_path)
+    plan = FleetPlan(devices=100, seed=5)
+    stream, _ = spring_2025(plan)
+    offline = replay(
+        ((str(index), record.value) for index, record in enumerate(stream)),
+        catalog=Catalog(),
+        sieve=Sieve(settings.max_message_bytes),
+    )
+    expected_alerts = final_by_fingerprint([alert.to_json() for alert in offline.alerts])
+    hostile = hostile_messages(2000)
+    expected_reasons = Counter(reason for _, reason in hostile if reason is not None)
+    with running_worker(settings, tmp_path / "worker.log") as metrics_url:
+        asyncio.run(produce(settings, settings.events_topic, [payload for payload, _ in hostile]))
+        asyncio.run(produce_fleet(plan, settings, stream))
+        dead = asyncio.run(
+            consume_until(
+                settings,
+                settings.dlq_topic,
+                lambda found: len(found) >= sum(expected_reasons.values()),
+                timeout=90,
+            )
+        )
+        alerts = asyncio.run(
+            consume_until(
+                settings,
+                settings.alerts_topic,
+                lambda found: final_by_fingerprint(alerts_of(found)) == expected_alerts,
+                timeout=90,
+                quiet_seconds=2,
+            )
+        )
+        metrics = scrape(metrics_url)
+    assert Counter(dict(message.headers)[HEADER_REASON].decode() for message in dead) == expected_reasons
+    assert final_by_fingerprint(alerts_of(alerts)) == expected_alerts
+    assert "invented-" not in metrics and "bad-host" not in metrics
