@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_run_validate)
 
+    dashboards = commands.add_parser("dashboards", help="write the Grafana dashboards (JSON) into a folder")
+    dashboards.add_argument(
+        "--output",
+        "-o",
+        default="deploy/grafana/dashboards",
+        help="folder (default deploy/grafana/dashboards)",
+    )
+    dashboards.set_defaults(run=_run_dashboards)
+
     broker = commands.add_parser("broker", help="start the embedded Kafka-compatible broker (Tansu)")
     broker.add_argument("--port", type=int, default=9092, help="loopback port (default 9092)")
     broker.set_defaults(run=_run_broker)
@@ -194,6 +203,16 @@ def _run_validate(arguments: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if counts["rejected"] else 0
+
+
+def _run_dashboards(arguments: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams.dashboards import write
+
+    for path in write(Path(arguments.output)):
+        print(f"kbwatch dashboards: wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _run_broker(arguments: argparse.Namespace) -> int:

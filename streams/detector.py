@@ -53,6 +53,7 @@ class Result:
     applied: Applied
     new_crash_boots: int = 0
     evidence: list[Evidence] = field(default_factory=list)
+    new_boot_loops: list[Episode] = field(default_factory=list)  # first firings, for metrics
 
 
 def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
@@ -80,7 +81,13 @@ def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result
     if signal.kind in _BOOT_KINDS and applied is Applied.COUNTED:
         before = len(crash_boots(state.markers)) if state is not None else 0
         new_crash_boots = max(0, len(crashes) - before)
-    return Result(current, alerts, applied, new_crash_boots, evidence)
+    known = {episode.fingerprint for episode in state.episodes} if state is not None else set()
+    new_loops = [
+        episode
+        for episode in current.episodes
+        if episode.fingerprint not in known and episode.alertname == catalog.boot_loop.alertname
+    ]
+    return Result(current, alerts, applied, new_crash_boots, evidence, new_loops)
 
 
 def is_expired(state: DeviceState, fleet_time_ms: int, catalog: Catalog) -> bool:

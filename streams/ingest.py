@@ -94,6 +94,9 @@ class Ingest:
     async def _sift_batch(self, batch: dict[Any, list[Any]], flush: bool = False) -> None:
         assert self._consumer is not None
         assigned = self._consumer.assignment()
+        for source in Source:
+            topic = self.settings.installs_topic if source is Source.INSTALLS else self.settings.events_topic
+            self.metrics.partitions.labels(source.value).set(sum(1 for tp in assigned if tp.topic == topic))
         for partition in [tp for tp in self._held if tp not in assigned]:
             del self._held[partition]  # revoked: its new owner reads it again from the commit
         released: list[tuple[Any, Sifting]] = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
-from streams import __version__
+from streams import __version__, stopcodes
 from streams.catalog import Catalog
 from streams.detector import Applied
 from streams.evidence import EvidenceKind
@@ -20,6 +20,20 @@ from streams.sieve import Sifted, Source
 from streams.signals import SignalKind
 
 STATUSES = ("firing", "resolved")
+
+
+def stop_code_labels() -> list[str]:
+    """The bounded `stop_code` label set: the catalog's named codes, `other` and `unknown`."""
+    return [stopcodes.label(code) for code in sorted(stopcodes.NAMES)] + ["other", "unknown"]
+
+
+def stop_code_label(code: int) -> str:
+    """A stop code as a metric label: named codes as themselves, the rest `other`."""
+    if not code:
+        return "unknown"
+    return stopcodes.label(code) if code in stopcodes.NAMES else "other"
+
+
 OTHER_KB = "other"
 
 
@@ -43,6 +57,11 @@ class Metrics:
     kb_affected: Gauge
     kb_recovered: Gauge
     kb_failing: Gauge
+    boot_loops: Counter
+    partitions: Gauge
+    delivery_requests: Counter
+    delivery_alerts: Gauge
+    delivery_last_success: Gauge
     build: Info
 
     @classmethod
@@ -135,6 +154,35 @@ class Metrics:
                 ["kb"],
                 registry=registry,
             ),
+            boot_loops=Counter(
+                "kbwatch_boot_loops",
+                "PostUpdateBootLoop episodes that fired, by stop code (known codes, else other or unknown).",
+                ["stop_code"],
+                registry=registry,
+            ),
+            partitions=Gauge(
+                "kbwatch_partitions_assigned",
+                "Input partitions this worker's sieve reads, by topic kind.",
+                ["source"],
+                registry=registry,
+            ),
+            delivery_requests=Counter(
+                "kbwatch_delivery_requests",
+                "Posts to Alertmanager's /api/v2/alerts, by outcome (ok, error).",
+                ["outcome"],
+                registry=registry,
+            ),
+            delivery_alerts=Gauge(
+                "kbwatch_delivery_alerts",
+                "Alerts the delivery keeps Alertmanager told of: firing, and resolved ones being repeated.",
+                ["state"],
+                registry=registry,
+            ),
+            delivery_last_success=Gauge(
+                "kbwatch_delivery_last_success_timestamp_seconds",
+                "When every Alertmanager last took a post (Unix seconds).",
+                registry=registry,
+            ),
             build=Info("kbwatch_build", "Version of the running kbwatch.", registry=registry),
         )
         metrics.build.info({"version": __version__})
@@ -150,6 +198,14 @@ class Metrics:
         for evidence_kind in EvidenceKind:
             metrics.evidence.labels(evidence_kind.value)
         metrics.set_kb_gauges({}, (0, 0, 0, 0))
+        for outcome in ("ok", "error"):
+            metrics.delivery_requests.labels(outcome)
+        for code in stop_code_labels():
+            metrics.boot_loops.labels(code)
+        for source in Source:
+            metrics.partitions.labels(source.value)
+        for state in ("firing", "resolved"):
+            metrics.delivery_alerts.labels(state)
         for reason in RejectReason:
             metrics.dlq.labels(reason.value)
         return metrics

@@ -47,6 +47,8 @@ class Settings:
     installs_format: str = "auto"
     nxlog_timezone: str = "UTC"
     wufb_device_map: str = ""  # path of a JSON file {"<AzureADDeviceId>": "<device key>"}
+    alertmanager_url: str = ""  # comma-separated base URLs; empty: no delivery
+    generator_url: str = "http://localhost:3000/d/kbwatch-fleet/kbwatch-fleet"
     session_timeout_seconds: float = 30.0
     rebalance_timeout_seconds: float = 30.0
     log_level: str = "info"

@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 from streams import dlq
 from streams.alerts import Alert
 from streams.app import create_app
+from streams.delivery import Delivery
 from streams.engine import Engine
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
@@ -123,6 +124,13 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     @app.task
     async def sieve() -> None:
         await ingest.run()
+
+    if settings.alertmanager_url:
+        delivery = Delivery(settings, metrics)
+
+        @app.task
+        async def deliver() -> None:
+            await delivery.run()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
