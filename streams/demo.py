@@ -9,6 +9,7 @@ ground truth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,13 +24,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from streams import codec
-from streams.broker import EmbeddedBroker
+from streams import codec, stack
+from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings, env_name
 from streams.simulate import Expectation, FleetPlan, produce_fleet, spring_2025
 from streams.topics import ensure_topics
 
 DEMO_TIMEOUT_SECONDS = 150.0
+QUIET_SECONDS = 5.0
 WORKER_READY_TIMEOUT_SECONDS = 60.0
 
 
@@ -88,10 +90,12 @@ def wait_until_consuming(metrics_url: str, process: subprocess.Popen[bytes], tim
 
 
 def run_demo(devices: int, seed: int, web_port: int) -> int:
-    """Run the demo; returns the process exit code (0 when every loop was caught)."""
+    """Run the demo; returns the process exit code (0 when every breakage was caught)."""
     workdir = Path(tempfile.mkdtemp(prefix="kbwatch-demo-"))
     print(f"kbwatch demo: simulating {devices} Windows 11 devices through the spring-2025 updates")
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+    with contextlib.ExitStack() as cleanup, EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        print(f"  embedded broker (Tansu) on {broker.bootstrap}")
+        alertmanager_url, prometheus_port = _monitoring(cleanup, workdir, web_port)
         settings = Settings.from_env(
             {},
             broker=broker.bootstrap,
@@ -101,17 +105,53 @@ def run_demo(devices: int, seed: int, web_port: int) -> int:
             rebalance_timeout_seconds=6.0,
             data_dir=str(workdir / "data"),
             log_level="warning",
+            alertmanager_url=alertmanager_url,
         )
-        print(f"  embedded broker (Tansu) on {broker.bootstrap}")
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings, workdir / "worker.log")
+        cleanup.callback(stop_worker, worker)
         metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
-        try:
-            wait_until_consuming(metrics_url, worker, WORKER_READY_TIMEOUT_SECONDS)
-            print(f"  worker running; Prometheus metrics at {metrics_url} (log: {workdir / 'worker.log'})")
-            return asyncio.run(_produce_and_watch(settings, devices, seed, metrics_url))
-        finally:
-            stop_worker(worker)
+        wait_until_consuming(metrics_url, worker, WORKER_READY_TIMEOUT_SECONDS)
+        print(f"  worker running; Prometheus metrics at {metrics_url} (log: {workdir / 'worker.log'})")
+        if prometheus_port:
+            binaries = stack.binaries()
+            assert binaries is not None
+            config = stack.prometheus_config(workdir, web_port, int(alertmanager_url.rsplit(":", 1)[1]))
+            cleanup.callback(
+                stack.stop, stack.start_prometheus(binaries[0], config, workdir, prometheus_port)
+            )
+            print(f"  Prometheus with deploy/prometheus rules at http://127.0.0.1:{prometheus_port}")
+        return asyncio.run(_produce_and_watch(settings, devices, seed, metrics_url))
+
+
+def _monitoring(cleanup: contextlib.ExitStack, workdir: Path, web_port: int) -> tuple[str, int]:
+    """Start Alertmanager (deploy config, pages printed here) when installed: (its URL, Prometheus port)."""
+    binaries = stack.binaries()
+    if binaries is None:
+        print("  (install Debian's prometheus and prometheus-alertmanager to see pages and rules too)")
+        return "", 0
+    receiver = stack.Receiver(on_post=_print_notification).start()
+    cleanup.callback(receiver.shutdown)
+    port = free_port()
+    config = stack.alertmanager_config(workdir, receiver.url)
+    cleanup.callback(stack.stop, stack.start_alertmanager(binaries[1], config, workdir, port))
+    print(f"  Alertmanager with deploy/alertmanager at http://127.0.0.1:{port} (pages and webhooks below)")
+    return f"http://127.0.0.1:{port}", free_port()
+
+
+def _print_notification(path: str, body: Any) -> None:
+    if path.endswith("/v2/enqueue"):
+        summary = body.get("payload", {}).get("summary", "")
+        line = f"           PAGE     PagerDuty {body.get('event_action')}: {summary}"
+    elif isinstance(body, dict) and "groupLabels" in body:
+        group = body["groupLabels"]
+        line = (
+            f"           WEBHOOK  {body['status']} {group.get('alertname')} {group.get('kb')}: "
+            f"{len(body.get('alerts', []))} alert(s) in one notification"
+        )
+    else:
+        return
+    sys.stdout.write(line + "\n")  # one write: this runs on the receiver's thread
 
 
 async def _produce_and_watch(settings: Settings, devices: int, seed: int, metrics_url: str) -> int:
