@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_run_validate)
 
+    bench = commands.add_parser("bench", help="measure kbwatch against the ceiling and its peers")
+    bench.add_argument("--broker", default="", help="a broker to use instead of the embedded one")
+    bench.add_argument(
+        "--input", default="", help="an NDJSON file of Winlogbeat documents instead of the simulator"
+    )
+    bench.add_argument("--devices", type=int, default=2_000, help="simulated devices (default 2000)")
+    bench.add_argument("--noise-per-hour", type=float, default=30.0, help="everyday records/device/hour (30)")
+    bench.add_argument("--partitions", type=int, default=4, help="input topic partitions (default 4)")
+    bench.add_argument("--incidents", type=int, default=120, help="boot loops timed for latency (120)")
+    bench.add_argument("--state-devices", type=int, default=100_000, help="devices for state size (100000)")
+    bench.add_argument("--skip-peers", action="store_true", help="do not run the Faust and Quix peers")
+    bench.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
+    bench.set_defaults(run=_run_bench)
+
     dashboards = commands.add_parser("dashboards", help="write the Grafana dashboards (JSON) into a folder")
     dashboards.add_argument(
         "--output",
@@ -203,6 +217,26 @@ def _run_validate(arguments: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if counts["rejected"] else 0
+
+
+def _run_bench(arguments: argparse.Namespace) -> int:
+    from streams import codec
+    from streams.bench import BenchPlan, run_bench, table
+
+    plan = BenchPlan(
+        devices=arguments.devices,
+        noise_per_hour=arguments.noise_per_hour,
+        partitions=arguments.partitions,
+        input_file=arguments.input,
+        incidents=arguments.incidents,
+        state_devices=arguments.state_devices,
+        skip_peers=arguments.skip_peers,
+    )
+    figures = run_bench(plan, broker=arguments.broker)
+    print(table(figures))
+    if arguments.json:
+        print(codec.dumps(figures).decode())
+    return 0
 
 
 def _run_dashboards(arguments: argparse.Namespace) -> int:

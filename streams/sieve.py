@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from streams import codec
+from streams.catalog import RELEVANT_EVENTS
 from streams.formats.detect import (
     Decoding,
     InputFormat,
@@ -25,9 +26,11 @@ from streams.formats.detect import (
     decode_xml,
     looks_like_xml,
 )
+from streams.formats.event import FieldError
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.signals import Signal, SignalKind
 from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
+from streams.winlogbeat import device_key
 
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
 _SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
@@ -62,6 +65,12 @@ class SieveResult:
 
 
 _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
+_WINLOGBEAT_IRRELEVANT = SieveResult(Sifted.IRRELEVANT, input_format="winlogbeat")
+
+# provider -> the event ids the rules read, as Winlogbeat writes them (7.x numbers, 8.x strings).
+RELEVANT_IDS: dict[str, frozenset[int | str]] = {}
+for (_provider, _event_id), _kind in RELEVANT_EVENTS.items():
+    RELEVANT_IDS[_provider] = RELEVANT_IDS.get(_provider, frozenset()) | {_event_id, str(_event_id)}
 
 
 class Sieve:
@@ -95,11 +104,53 @@ class Sieve:
             document: Any = codec.loads(payload)
         except codec.DecodeError as error:
             return [_reject(RejectReason.NOT_JSON, str(error)[:200])]
+        if source is Source.WINLOGBEAT and forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT):
+            noise = self._winlogbeat_noise(document, now_ms)
+            if noise is not None:
+                return [noise]
         if source is Source.INSTALLS:
             install_format, outcomes = decode_install(document, decoding.installs_format, decoding, now_ms)
             return self._results(install_format, outcomes, now_ms)
         event_format, outcomes = decode_events(document, decoding.events_format, decoding, now_ms)
         return self._results(event_format, outcomes, now_ms)
+
+    def _winlogbeat_noise(self, document: Any, now_ms: int) -> SieveResult | None:
+        """The hot path: a Winlogbeat record no rule reads, judged without building an event.
+
+        Returns None whenever the record might be relevant or invalid: the full
+        path then decides, so both paths always agree.
+        """
+        if not isinstance(document, dict):
+            return None
+        winlog = document.get("winlog")
+        if not isinstance(winlog, dict):
+            return None
+        provider, raw_id = winlog.get("provider_name"), winlog.get("event_id")
+        valid_id = (
+            type(raw_id) is str and raw_id.isdigit() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF
+        ) or (type(raw_id) is int and 0 <= raw_id <= 0xFFFF)
+        if not valid_id or type(provider) is not str:
+            return None
+        event_ids = RELEVANT_IDS.get(provider)
+        if event_ids is not None and raw_id in event_ids:
+            return None
+        stamp = document.get("@timestamp")
+        if type(stamp) is not str:
+            stamp = winlog.get("time_created")
+        try:
+            device = device_key(document, winlog)
+        except FieldError:
+            return None
+        if type(stamp) is not str or not device:
+            return _WINLOGBEAT_IRRELEVANT
+        if self._seen_bucket.get(device) == stamp[:_SEEN_PREFIX]:
+            return _WINLOGBEAT_IRRELEVANT
+        host = document.get("host")
+        name = host.get("name") if isinstance(host, dict) else None
+        if not isinstance(name, str):
+            name = winlog.get("computer_name")
+        result = self._seen(Seen(device, name[:255] if isinstance(name, str) else "", stamp), now_ms)
+        return replace(result, input_format=InputFormat.WINLOGBEAT.value)
 
     def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
         label = found.value if found is not None else ""

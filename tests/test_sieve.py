@@ -66,3 +66,44 @@ def test_noise_with_an_absurd_time_is_rejected_not_trusted():
     document["@timestamp"] = "2999-01-01T00:00:00Z"
     result = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))[0]
     assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_TIMESTAMP
+
+
+def test_the_noise_fast_path_always_agrees_with_the_full_path():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from streams.formats.detect import Decoding, InputFormat, decode_events
+
+    base = documents.security_4624(HOST, T0, 9, "alice")
+    values = st.one_of(
+        st.none(),
+        st.integers(-5, 70_000),
+        st.text(max_size=8),
+        st.sampled_from(["41", "4624", "12", "1001", "7002"]),
+    )
+    providers = st.sampled_from(
+        [
+            "Microsoft-Windows-Security-Auditing",
+            "Microsoft-Windows-Kernel-Power",
+            "User32",
+            "Application Error",
+            7,
+        ]
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(provider=providers, event_id=values, stamp=st.one_of(st.none(), st.just("2025-04-08T14:00:00Z")))
+    def check(provider, event_id, stamp):
+        document = codec.loads(codec.dumps(base))
+        document["winlog"]["provider_name"] = provider
+        document["winlog"]["event_id"] = event_id
+        if stamp is None:
+            document.pop("@timestamp")
+        fast = sieve()._winlogbeat_noise(document, NOW)
+        if fast is None:
+            return  # the full path decides: nothing to compare
+        _, (outcome,) = decode_events(document, InputFormat.AUTO, Decoding(), NOW)
+        full = sieve()._results(InputFormat.WINLOGBEAT, [outcome], NOW)[0]
+        assert (fast.sifted, fast.signal, fast.rejected) == (full.sifted, full.signal, full.rejected)
+
+    check()

@@ -1,0 +1,482 @@
+"""`kbwatch bench`: the product against the machine's ceiling and its peers, in one run.
+
+On one topic of realistic Winlogbeat documents (the simulator's fleet, or
+`--input FILE`) it measures, one after the other on the same broker:
+
+- the ceiling: a bare aiokafka consumer doing `getmany` + `orjson.loads`;
+- the peers: a plain faust-streaming agent with a table, and Quix Streams
+  (optional, `pip install quixstreams`) doing the same job;
+- the product: a real `kbwatch worker` process, first record to last;
+- alert latency at half the product's rate: producing the record that
+  completes a boot loop to its alert on the alerts topic;
+- memory: the worker's peak RSS, and state bytes per device at 100,000 devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams import codec, documents
+from streams.catalog import Catalog
+from streams.demo import scrape, start_worker, stop_worker, wait_until_consuming
+from streams.engine import Engine
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.signals import Signal, SignalKind
+from streams.simulate import FleetPlan, spring_2025
+from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time
+
+PEER_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    """What `kbwatch bench` runs."""
+
+    devices: int = 2_000
+    noise_per_hour: float = 30.0
+    partitions: int = 4
+    input_file: str = ""
+    incidents: int = 120
+    state_devices: int = 100_000
+    skip_peers: bool = False
+
+
+def progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def fleet_records(plan: BenchPlan) -> list[bytes]:
+    """The stream: a recorded file (one message per line) or the simulated fleet."""
+    if plan.input_file:
+        with open(plan.input_file, "rb") as source:
+            return [line.strip() for line in source if line.strip()]
+    fleet = FleetPlan(devices=plan.devices, noise_per_hour=plan.noise_per_hour, native_install_share=0.0)
+    stream, _ = spring_2025(fleet)
+    return [record.value for record in stream]
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # Quix's state setup reads the source topic's retention: give it one.
+        await admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs={"retention.ms": "604800000"})]
+        )
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        batch = []
+        for record in records:
+            batch.append(await producer.send(topic, value=record))
+            if len(batch) >= 5_000:
+                await asyncio.gather(*batch)
+                batch = []
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def ceiling(bootstrap: str, topic: str, count: int) -> float:
+    """Records/s of a bare consumer that decodes every record: the most Python can do here."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-ceiling-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+    )
+    await consumer.start()
+    try:
+        seen, first = 0, 0.0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5_000)
+            for messages in batch.values():
+                if messages and not first:
+                    first = time.perf_counter()
+                for message in messages:
+                    orjson.loads(message.value)
+                seen += sum(1 for _ in messages)
+        return count / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int) -> float | None:
+    """Run a peer in its own process; None when it cannot run here."""
+    if kind == "quix":
+        try:
+            import quixstreams  # noqa: F401
+        except ImportError:
+            progress("Quix Streams is not installed (pip install quixstreams): skipped")
+            return None
+    try:
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.bench_peers",
+                kind,
+                bootstrap,
+                topic,
+                str(count),
+                str(partitions),
+            ],
+            capture_output=True,
+            timeout=PEER_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        progress(f"the {kind} peer did not finish within {PEER_TIMEOUT_SECONDS:.0f} s")
+        return None
+    # Faust redirects standard output into its log, which it writes to stderr.
+    for line in (completed.stdout + completed.stderr).decode(errors="replace").splitlines():
+        start = line.find('{"peer"')
+        if start >= 0:
+            rate: float = orjson.loads(line[start:])["records_per_second"]
+            return rate
+    progress(f"the {kind} peer failed: {completed.stderr.decode()[-600:]}")
+    return None
+
+
+def product(settings: Settings, workdir: Path, count: int) -> tuple[float, int]:
+    """A real worker, first record to last (sieve and device agent): records/s and peak RSS."""
+    process = start_worker(settings, workdir / "bench-worker.log")
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    try:
+        wait_until_consuming(url, process, 60)
+        first, last = 0.0, 0.0
+        deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            read, signals_made, signals_applied = _progress_of(scrape(url))
+            now = time.perf_counter()
+            if read and not first:
+                first = now
+            if read >= count and signals_applied >= signals_made:
+                last = now
+                break
+            time.sleep(0.05)
+        if not last:
+            raise RuntimeError("the worker did not finish the stream in time")
+        return count / (last - first), _peak_rss(process.pid)
+    finally:
+        stop_worker(process)
+
+
+def _progress_of(metrics: str) -> tuple[float, float, float]:
+    read = made = applied = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("kbwatch_records_total{"):
+            value = float(line.rsplit(" ", 1)[1])
+            read += value
+            if 'outcome="relevant"' in line or 'outcome="seen"' in line:
+                made += value
+        elif line.startswith("kbwatch_signals_total{"):
+            applied += float(line.rsplit(" ", 1)[1])
+    return read, made, applied
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def latency(settings: Settings, workdir: Path, rate: float, incidents: int) -> list[float]:
+    """Seconds from producing each loop's completing record to its alert, at `rate` records/s."""
+    return asyncio.run(_latency(settings, workdir, rate, incidents))
+
+
+async def _latency(settings: Settings, workdir: Path, rate: float, incidents: int) -> list[float]:
+    process = start_worker(settings, workdir / "bench-latency-worker.log")
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    sent_at: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    try:
+        await asyncio.to_thread(wait_until_consuming, url, process, 60)
+        await _warm_up(settings, url)
+        consumer = AIOKafkaConsumer(
+            settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers(), auto_offset_reset="latest"
+        )
+        await consumer.start()
+        await consumer.seek_to_end()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers(), linger_ms=1)
+        await producer.start()
+        watcher = asyncio.create_task(_watch_alerts(consumer, arrived))
+        try:
+            for record, completes in _load(incidents):
+                await producer.send(settings.events_topic, value=record)
+                if completes:
+                    await producer.flush()
+                    sent_at[completes] = time.perf_counter()
+                await asyncio.sleep(1 / rate)
+            deadline = time.monotonic() + 60
+            while len(arrived) < len(sent_at) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        finally:
+            watcher.cancel()
+            await producer.stop()
+            await consumer.stop()
+    finally:
+        stop_worker(process)
+    return [arrived[device] - sent_at[device] for device in sent_at if device in arrived]
+
+
+async def _warm_up(settings: Settings, url: str) -> None:
+    """Wait until both consumer groups have joined: one record must go all the way through."""
+    host = documents.Host(host_id="bench-warm-up", name="WARM-UP")
+    now_ms = time.time_ns() // 1_000_000 - HOUR_MS
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers())
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.events_topic, codec.dumps(documents.kernel_general_12(host, now_ms - HOUR_MS, 1))
+        )
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        read, _, applied = _progress_of(await asyncio.to_thread(scrape, url))
+        if read >= 1 and applied >= 1:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the worker did not take a first record within 60 s")
+
+
+async def _watch_alerts(consumer: AIOKafkaConsumer, arrived: dict[str, float]) -> None:
+    while True:
+        batch = await consumer.getmany(timeout_ms=100)
+        now = time.perf_counter()
+        for messages in batch.values():
+            for message in messages:
+                alert = codec.loads(message.value)
+                device = alert["labels"].get("device", "")
+                if alert["status"] == "firing" and device not in arrived:
+                    arrived[device] = now
+
+
+def _load(incidents: int) -> list[tuple[bytes, str]]:
+    """Everyday noise with `incidents` boot loops, in event-time order, today's times.
+
+    Each item is (record, device) where the record completes that device's loop, else "".
+    """
+    now_ms = time.time_ns() // 1_000_000 - HOUR_MS
+    records: list[tuple[int, bytes, str]] = []
+    for number in range(incidents):
+        host = documents.Host(host_id=f"bench-loop-{number:05d}", name=f"LOOP-{number:05d}")
+        start = now_ms + number * 20_000
+        records.append((start, codec.dumps(documents.update_installed_19(host, start, 1, "KB5055523")), ""))
+        for crash in range(3):
+            at = start + 60_000 + crash * 2_000
+            records.append(
+                (
+                    at,
+                    codec.dumps(documents.kernel_power_41(host, at, 10 + crash)),
+                    host.host_id if crash == 2 else "",
+                )
+            )
+        for noise in range(40):
+            noisy = documents.Host(host_id=f"bench-noise-{number:05d}-{noise}", name=f"N-{number}-{noise}")
+            at = start + noise * 500
+            records.append((at, codec.dumps(documents.security_4624(noisy, at, noise, "bob")), ""))
+    records.sort(key=lambda item: item[0])
+    return [(record, device) for _, record, device in records]
+
+
+def state_bytes_per_device(devices: int) -> float:
+    """Mean encoded state of a device at `devices` devices: installed, booted, a few records."""
+    engine = Engine({}, Catalog(), Metrics.create())
+    start = parse_event_time("2025-04-08T14:00:00Z", 2**62)
+    for number in range(devices):
+        device = f"{uuid.UUID(int=number, version=4)}"
+        at = start + (number % 600) * 1000
+        engine.process(
+            Signal(
+                device,
+                SignalKind.INSTALL,
+                at,
+                host=f"PC-{number:06d}",
+                kb="KB5055523",
+                build="26100.3775",
+                arch="x86_64",
+                source="winlogbeat",
+            )
+        )
+        engine.process(
+            Signal(device, SignalKind.BOOT_START, at + 5 * MINUTE_MS, record_key=f"System/{number}")
+        )
+        engine.process(Signal(device, SignalKind.SEEN, at + HOUR_MS))
+    return sum(len(value) for value in engine.states.values()) / max(1, len(engine.states))
+
+
+def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
+    """Everything, in order; returns the figures and the parameters."""
+    from streams.broker import EmbeddedBroker, free_port
+
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"kbwatch-bench-{uuid.uuid4().hex[:6]}"
+    workdir.mkdir(parents=True)
+    embedded = None if broker else EmbeddedBroker(log_path=workdir / "broker.log").start()
+    bootstrap = broker or (embedded.bootstrap if embedded else "")
+    try:
+        records = fleet_records(plan)
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        progress(
+            f"producing {len(records):,} records to {topic} ({plan.partitions} partitions) on {bootstrap}"
+        )
+        asyncio.run(create_topic(bootstrap, topic, plan.partitions))
+        asyncio.run(produce(bootstrap, topic, records))
+        count = len(records)
+        progress("ceiling: bare aiokafka getmany + orjson.loads")
+        ceiling_rate = asyncio.run(ceiling(bootstrap, topic, count))
+        faust_rate = quix_rate = None
+        if not plan.skip_peers:
+            progress("peer: a faust-streaming agent with a table")
+            faust_rate = peer("faust", bootstrap, topic, count, plan.partitions)
+            progress("peer: Quix Streams with its state store")
+            quix_rate = peer("quix", bootstrap, topic, count, plan.partitions)
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        settings = Settings.from_env(
+            {},
+            broker=bootstrap,
+            app_id=f"kbwatch-{prefix}",
+            events_topic=topic,
+            installs_topic=f"{prefix}-installs",
+            signals_topic=f"{prefix}-signals",
+            alerts_topic=f"{prefix}-alerts",
+            dlq_topic=f"{prefix}-dlq",
+            evidence_topic=f"{prefix}-evidence",
+            partitions=plan.partitions,
+            web_port=free_port(),
+            session_timeout_seconds=6.0,
+            rebalance_timeout_seconds=6.0,
+            data_dir=str(workdir / "data"),
+            log_level="warning",
+        )
+        from streams.topics import ensure_topics
+
+        asyncio.run(ensure_topics(settings))
+        progress("product: a kbwatch worker, first record to last")
+        product_rate, peak_rss = product(settings, workdir, count)
+        offered = product_rate / 2
+        progress(f"alert latency: {plan.incidents} boot loops in noise at {offered:,.0f} records/s")
+        fresh = f"{prefix}-latency"
+        latency_settings = replace(
+            settings,
+            app_id=f"{settings.app_id}-latency",
+            events_topic=f"{fresh}-events",
+            installs_topic=f"{fresh}-installs",
+            signals_topic=f"{fresh}-signals",
+            alerts_topic=f"{fresh}-alerts",
+            dlq_topic=f"{fresh}-dlq",
+            evidence_topic=f"{fresh}-evidence",
+        )
+        asyncio.run(ensure_topics(latency_settings))
+        latencies = sorted(latency(latency_settings, workdir, offered, plan.incidents))
+        progress(f"state bytes per device at {plan.state_devices:,} devices")
+        state_bytes = state_bytes_per_device(plan.state_devices)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return _figures(
+        plan, count, ceiling_rate, faust_rate, quix_rate, product_rate, latencies, state_bytes, peak_rss
+    )
+
+
+def _figures(
+    plan: BenchPlan,
+    count: int,
+    ceiling_rate: float,
+    faust_rate: float | None,
+    quix_rate: float | None,
+    product_rate: float,
+    latencies: list[float],
+    state_bytes: float,
+    peak_rss: int,
+) -> dict[str, Any]:
+    def quantile(share: float) -> float | None:
+        if not latencies:
+            return None
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))]
+
+    return {
+        "records_per_second": round(product_rate),
+        "ceiling_records_per_second": round(ceiling_rate),
+        "ratio_to_ceiling": round(product_rate / ceiling_rate, 3),
+        "peer_records_per_second": round(faust_rate) if faust_rate else None,
+        "speedup_over_peer": round(product_rate / faust_rate, 2) if faust_rate else None,
+        "quix_records_per_second": round(quix_rate) if quix_rate else None,
+        "speedup_over_quix": round(product_rate / quix_rate, 3) if quix_rate else None,
+        "alert_latency_p50_seconds": quantile(0.5),
+        "alert_latency_p99_seconds": quantile(0.99),
+        "alert_latency_samples": len(latencies),
+        "alert_latency_mean_seconds": statistics.fmean(latencies) if latencies else None,
+        "state_bytes_per_device": round(state_bytes, 1),
+        "peak_rss_bytes": peak_rss,
+        "records": count,
+        "devices": plan.devices if not plan.input_file else None,
+        "noise_per_hour": plan.noise_per_hour if not plan.input_file else None,
+        "input": plan.input_file or "simulated",
+        "partitions": plan.partitions,
+        "incidents": plan.incidents,
+        "state_devices": plan.state_devices,
+        "machine": f"{os.cpu_count()} cores, {_cpu_model()}",
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The figures for a person."""
+    rows = [
+        ("kbwatch worker", figures["records_per_second"], ""),
+        (
+            "ceiling (aiokafka + orjson)",
+            figures["ceiling_records_per_second"],
+            f"ratio {figures['ratio_to_ceiling']}",
+        ),
+        (
+            "faust-streaming agent",
+            figures["peer_records_per_second"],
+            f"speedup {figures['speedup_over_peer']}",
+        ),
+        ("Quix Streams", figures["quix_records_per_second"], f"speedup {figures['speedup_over_quix']}"),
+    ]
+    lines = [
+        f"{name:<30} {rate if rate is not None else 'n/a':>12} records/s  {note}" for name, rate, note in rows
+    ]
+    p50, p99 = figures["alert_latency_p50_seconds"], figures["alert_latency_p99_seconds"]
+    lines.append(f"alert latency p50 {p50} s, p99 {p99} s over {figures['alert_latency_samples']} incidents")
+    state, rss = figures["state_bytes_per_device"], figures["peak_rss_bytes"]
+    lines.append(f"state {state} bytes/device; worker peak RSS {rss:,} bytes")
+    lines.append(f"{figures['records']:,} records, {figures['partitions']} partitions, {figures['machine']}")
+    return "\n".join(lines)

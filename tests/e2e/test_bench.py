@@ -1,0 +1,40 @@
+"""`kbwatch bench` keeps working (small sizes; no timing assertions: figures vary by machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+KEYS = {
+    "records_per_second",
+    "ceiling_records_per_second",
+    "ratio_to_ceiling",
+    "peer_records_per_second",
+    "speedup_over_peer",
+    "quix_records_per_second",
+    "speedup_over_quix",
+    "alert_latency_p50_seconds",
+    "alert_latency_p99_seconds",
+    "state_bytes_per_device",
+    "peak_rss_bytes",
+}
+
+
+def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
+    command = [sys.executable, "-m", "streams.cli", "bench", "--devices", "20", "--incidents", "5"]
+    command += ["--state-devices", "300", "--skip-peers", "--json"]
+    completed = subprocess.run(command, capture_output=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    figures = orjson.loads(completed.stdout.decode().strip().splitlines()[-1])
+    assert set(figures) >= KEYS
+    assert figures["records"] > 1000
+    assert figures["records_per_second"] > 0 and figures["ceiling_records_per_second"] > 0
+    assert figures["alert_latency_samples"] == 5
+    assert 0 < figures["state_bytes_per_device"] < 1024
+    assert figures["peak_rss_bytes"] > 0
+    assert "records/s" in completed.stdout.decode()
