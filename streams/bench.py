@@ -15,6 +15,7 @@ On one topic of realistic Winlogbeat documents (the simulator's fleet, or
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -123,12 +124,9 @@ async def ceiling(bootstrap: str, topic: str, count: int) -> float:
 
 def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int) -> float | None:
     """Run a peer in its own process; None when it cannot run here."""
-    if kind == "quix":
-        try:
-            import quixstreams  # noqa: F401
-        except ImportError:
-            progress("Quix Streams is not installed (pip install quixstreams): skipped")
-            return None
+    if kind == "quix" and importlib.util.find_spec("quixstreams") is None:
+        progress("Quix Streams is not installed (pip install 'kbwatch[bench]'): skipped")
+        return None
     try:
         completed = subprocess.run(
             [

@@ -24,7 +24,7 @@ from streams.catalog import Catalog
 from streams.detector import Result, apply, is_expired, silence_deadline
 from streams.device import DeviceState
 from streams.evidence import Evidence
-from streams.metrics import Metrics
+from streams.metrics import Metrics, stop_code_label
 from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
 
@@ -155,4 +155,6 @@ class Engine:
             self.metrics.alerts.labels(
                 alert.labels["alertname"], alert.labels["severity"], alert.status
             ).inc()
+        for episode in result.new_boot_loops:
+            self.metrics.boot_loops.labels(stop_code_label(episode.stop_code)).inc()
         return Output(result.alerts, result.evidence)

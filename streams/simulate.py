@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -213,13 +212,6 @@ def _expect(expectation: Expectation, device: _Device) -> None:
         expectation.affected[device.kb] = expectation.affected.get(device.kb, 0) + 1
     if device.role in DECOY_ROLES:
         expectation.decoys[key] = device.role
-
-
-def iter_documents(plan: FleetPlan) -> Iterator[dict[str, Any]]:
-    """The simulated stream as decoded documents (for files and benchmarks)."""
-    stream, _ = spring_2025(plan)
-    for record in stream:
-        yield codec.loads(record.value)
 
 
 def _make_device(number: int, role: Role, wave: Wave, plan: FleetPlan, rng: random.Random) -> _Device:

@@ -53,6 +53,8 @@ def test_the_engine_counts_crash_boots_alerts_and_devices():
         == 1
     )
     assert sample("kbwatch_devices_tracked") == 1
+    assert sample("kbwatch_boot_loops_total", {"stop_code": "0x18B"}) == 1
+    assert sample("kbwatch_boot_loops_total", {"stop_code": "other"}) == 0
 
 
 def test_idle_devices_are_forgotten_in_event_time_not_wall_time():
