@@ -355,16 +355,9 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             progress("peer: Quix Streams with its state store")
             quix_rate = peer("quix", bootstrap, topic, count, plan.partitions)
         prefix = f"bench{uuid.uuid4().hex[:6]}"
-        settings = Settings.from_env(
+        base = Settings.from_env(
             {},
             broker=bootstrap,
-            app_id=f"kbwatch-{prefix}",
-            events_topic=topic,
-            installs_topic=f"{prefix}-installs",
-            signals_topic=f"{prefix}-signals",
-            alerts_topic=f"{prefix}-alerts",
-            dlq_topic=f"{prefix}-dlq",
-            evidence_topic=f"{prefix}-evidence",
             partitions=plan.partitions,
             web_port=free_port(),
             session_timeout_seconds=6.0,
@@ -372,6 +365,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             data_dir=str(workdir / "data"),
             log_level="warning",
         )
+        settings = replace(base.isolated(prefix), events_topic=topic)
         from streams.topics import ensure_topics
 
         asyncio.run(ensure_topics(settings))
@@ -379,17 +373,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         product_rate, peak_rss = product(settings, workdir, count)
         offered = product_rate / 2
         progress(f"alert latency: {plan.incidents} boot loops in noise at {offered:,.0f} records/s")
-        fresh = f"{prefix}-latency"
-        latency_settings = replace(
-            settings,
-            app_id=f"{settings.app_id}-latency",
-            events_topic=f"{fresh}-events",
-            installs_topic=f"{fresh}-installs",
-            signals_topic=f"{fresh}-signals",
-            alerts_topic=f"{fresh}-alerts",
-            dlq_topic=f"{fresh}-dlq",
-            evidence_topic=f"{fresh}-evidence",
-        )
+        latency_settings = settings.isolated(f"{prefix}-latency")
         asyncio.run(ensure_topics(latency_settings))
         latencies = sorted(latency(latency_settings, workdir, offered, plan.incidents))
         progress(f"state bytes per device at {plan.state_devices:,} devices")

@@ -21,6 +21,14 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _SHORT_TEXT = 64
 
 
+def kb_number(raw: object) -> str | None:
+    """`KB5055523`, `kb5055523`, `5055523` or 5055523 -> `KB5055523`; None if not a KB."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    match = _KB.match(str(raw).strip())
+    return f"KB{match.group(1)}" if match else None
+
+
 def normalise_install(document: Any, now_ms: int) -> Outcome:
     """One decoded native install record -> INSTALL Signal, or why not."""
     if not isinstance(document, dict):
@@ -31,11 +39,9 @@ def normalise_install(document: Any, now_ms: int) -> Outcome:
     device = device.strip()
     if len(device) > MAX_DEVICE_KEY_LENGTH or _CONTROL_CHARACTERS.search(device):
         return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
-    kb_text = document.get("kb")
-    kb_match = _KB.match(kb_text.strip()) if isinstance(kb_text, str) else None
-    if kb_match is None:
+    kb = kb_number(document.get("kb"))
+    if kb is None:
         return Rejected(RejectReason.BAD_VALUE, "kb is not like KB5055523")
-    kb = f"KB{kb_match.group(1)}"
     if kb in IGNORED_KBS:
         return Ignored(f"{kb} is a definition or tool update")
     try:

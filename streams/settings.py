@@ -115,6 +115,20 @@ class Settings:
         if len(set(topics)) != len(topics) or not all(topics):
             raise SettingsError("the five topic names must be set and all different")
 
+    def isolated(self, prefix: str) -> Settings:
+        """A copy whose app id and six topics all start with `prefix`: for tests and benchmarks
+        that share one broker and must not see each other's records."""
+        return replace(
+            self,
+            app_id=f"kbwatch-{prefix}",
+            events_topic=f"{prefix}-winlogbeat",
+            installs_topic=f"{prefix}-update-installs",
+            signals_topic=f"{prefix}-signals",
+            alerts_topic=f"{prefix}-alerts",
+            dlq_topic=f"{prefix}-dlq",
+            evidence_topic=f"{prefix}-evidence",
+        )
+
     def decoding(self) -> Decoding:
         """How the sieve reads the input topics."""
         return Decoding(

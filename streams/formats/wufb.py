@@ -15,11 +15,11 @@ from typing import Any
 
 from streams.catalog import IGNORED_KBS
 from streams.formats.event import CONTROL_CHARACTERS, MAX_DEVICE_KEY_LENGTH
+from streams.installs import kb_number
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
 from streams.signals import Signal, SignalKind
 from streams.timeutil import BadTimestamp, parse_event_time
 
-_KB = re.compile(r"^(?:KB)?(\d{6,8})$", re.IGNORECASE)
 _BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")
 
 
@@ -37,11 +37,9 @@ def wufb_install(row: dict[str, Any], now_ms: int, device_map: Mapping[str, str]
         return Rejected(RejectReason.MISSING_FIELD, "DeviceName (or a mapped AzureADDeviceId)")
     if len(device) > MAX_DEVICE_KEY_LENGTH or CONTROL_CHARACTERS.search(device):
         return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
-    kb_text = row.get("TargetKBNumber")
-    kb_match = _KB.match(str(kb_text).strip()) if isinstance(kb_text, str | int) else None
-    if kb_match is None:
+    kb = kb_number(row.get("TargetKBNumber"))
+    if kb is None:
         return Rejected(RejectReason.BAD_VALUE, "TargetKBNumber is not like 5055523")
-    kb = f"KB{kb_match.group(1)}"
     if kb in IGNORED_KBS:
         return Ignored(f"{kb} is a definition or tool update")
     try:

@@ -30,24 +30,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 
 def isolated_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     """Settings isolated per test: own topics, own consumer groups, own port."""
-    prefix = f"t{uuid.uuid4().hex[:8]}"
     return Settings.from_env(
         {},
         broker=broker.bootstrap,
-        app_id=f"kbwatch-{prefix}",
-        events_topic=f"{prefix}-winlogbeat",
-        installs_topic=f"{prefix}-update-installs",
-        signals_topic=f"{prefix}-signals",
-        alerts_topic=f"{prefix}-alerts",
-        dlq_topic=f"{prefix}-dlq",
-        evidence_topic=f"{prefix}-evidence",
         partitions=4,
         web_port=free_port(),
         session_timeout_seconds=6.0,
         rebalance_timeout_seconds=6.0,
         data_dir=str(tmp_path / "data"),
         log_level="info",
-    )
+    ).isolated(f"t{uuid.uuid4().hex[:8]}")
 
 
 @contextlib.contextmanager
