@@ -14,17 +14,11 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
-from streams.formats.detect import InputFormat
+from streams.formats.detect import EVENT_FORMATS, InputFormat
 from streams.formats.fluentbit import INSERT_NAMES
 
-COLLECTOR_FORMATS = (
-    InputFormat.WINLOGBEAT,
-    InputFormat.OTLP_JSON,
-    InputFormat.OTEL_RAW,
-    InputFormat.XML,
-    InputFormat.NXLOG,
-    InputFormat.FLUENTBIT,
-)
+# Winlogbeat first: the form every other is rendered from and compared with.
+COLLECTOR_FORMATS = (InputFormat.WINLOGBEAT, *sorted(EVENT_FORMATS - {InputFormat.WINLOGBEAT}))
 
 
 def render(document: dict[str, Any], form: InputFormat, zone: ZoneInfo | None = None, shape: int = 0) -> Any:
