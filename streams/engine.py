@@ -15,6 +15,7 @@ only ever change while processing a record of its own partition.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
 
 SWEEP_EVERY_MS = 24 * HOUR_MS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -77,7 +80,7 @@ class Engine:
             outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
             self.metrics.signals.labels(signal.kind.value, outcome).inc()
             return Output()
-        state = DeviceState.from_wire(stored) if stored is not None else None
+        state = _decoded(stored)
         if state is not None:
             state.partition = partition
         result = apply(state, signal, self.catalog)
@@ -104,7 +107,7 @@ class Engine:
                 del self.watches[device]
                 continue
             signal = Signal(device=device, kind=SignalKind.TICK, time_ms=fleet_ms)
-            result = apply(DeviceState.from_wire(state_bytes), signal, self.catalog)
+            result = apply(_decoded(state_bytes), signal, self.catalog)
             self._store(result, False)
             output.extend(self._count(result))
         self._maybe_sweep(partition)
@@ -114,7 +117,9 @@ class Engine:
         """Forget idle devices far behind the fleet clock; return how many."""
         expired = []
         for device, stored in list(self.states.items()):
-            state = DeviceState.from_wire(stored)
+            state = _decoded(stored)
+            if state is None:
+                continue  # its partition is unknown: its next signal replaces it
             if (partition is None or state.partition == partition) and is_expired(
                 state, self.fleet_time_ms, self.catalog
             ):
@@ -158,3 +163,15 @@ class Engine:
         for episode in result.new_boot_loops:
             self.metrics.boot_loops.labels(stop_code_label(episode.stop_code)).inc()
         return Output(result.alerts, result.evidence)
+
+
+def _decoded(stored: bytes | None) -> DeviceState | None:
+    """A stored state, or None when it cannot be read (an older layout after an upgrade):
+    that device then starts afresh rather than stopping the agent."""
+    if stored is None:
+        return None
+    try:
+        return DeviceState.from_wire(stored)
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        log.warning("a device state could not be read (%s); starting it afresh", error)
+        return None

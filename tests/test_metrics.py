@@ -81,3 +81,10 @@ def test_the_readme_documents_every_metric():
         suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
         names.add(family.name + suffix)
     assert [name for name in sorted(names) if f"`{name}`" not in readme] == []
+
+
+def test_an_unreadable_stored_state_starts_the_device_afresh_instead_of_stopping_the_agent():
+    engine = Engine({"old-layout": b'{"d": "old-layout", "n": 1}'}, Catalog(), Metrics.create())
+    engine.process(install(T0, device="old-layout"))
+    assert b'"v":2' in engine.states["old-layout"]
+    assert engine.sweep() == 0
