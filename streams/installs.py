@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from streams.catalog import IGNORED_KBS
-from streams.formats.event import MAX_DEVICE_KEY_LENGTH
+from streams.formats.event import FieldError, checked_key
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
 from streams.signals import Signal, SignalKind
 from streams.timeutil import BadTimestamp, parse_event_time
@@ -19,6 +19,15 @@ _KB = re.compile(r"^(?:KB)?(\d{6,8})$", re.IGNORECASE)
 _BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 _SHORT_TEXT = 64
+
+
+def refused_device(device: str) -> Rejected | None:
+    """Why an install record's device key cannot be used (the event records' own check), or None."""
+    try:
+        checked_key(device)
+    except FieldError as error:
+        return Rejected(error.reason, error.detail)
+    return None
 
 
 def kb_number(raw: object) -> str | None:
@@ -36,9 +45,10 @@ def normalise_install(document: Any, now_ms: int) -> Outcome:
     device = document.get("device")
     if not isinstance(device, str) or not device.strip():
         return Rejected(RejectReason.MISSING_FIELD, "device")
+    refused = refused_device(device.strip())
+    if refused is not None:
+        return refused
     device = device.strip()
-    if len(device) > MAX_DEVICE_KEY_LENGTH or _CONTROL_CHARACTERS.search(device):
-        return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
     kb = kb_number(document.get("kb"))
     if kb is None:
         return Rejected(RejectReason.BAD_VALUE, "kb is not like KB5055523")

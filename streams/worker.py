@@ -57,27 +57,9 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
     evidence_topic = app.topic(settings.evidence_topic, key_type=str, value_type=bytes, partitions=1)
     catalog = settings.catalog()
-    devices = app.Table(
-        DEVICE_TABLE,
-        key_type=str,
-        value_type=bytes,
-        partitions=settings.partitions,
-        help="Per-device state (streams.device.DeviceState), expired in event time.",
-    )
-    watches = app.Table(
-        WATCH_TABLE,
-        key_type=str,
-        value_type=bytes,
-        partitions=settings.partitions,
-        help="Devices waiting for a silence verdict: [deadline ms, partition].",
-    )
-    fleet_table = app.Table(
-        FLEET_TABLE,
-        key_type=str,
-        value_type=bytes,
-        partitions=1,
-        help="Per-KB evidence and the baseline (streams.fleet).",
-    )
+    devices = _table(app, DEVICE_TABLE, settings.partitions, "Per-device state (streams.device.DeviceState).")
+    watches = _table(app, WATCH_TABLE, settings.partitions, "Devices waiting for a silence verdict.")
+    fleet_table = _table(app, FLEET_TABLE, 1, "Per-KB evidence and the baseline (streams.fleet).")
     engine = Engine(devices, catalog, metrics, watches)
     fleet = FleetEngine(fleet_table, catalog, metrics)
     ingest = Ingest(settings, metrics)
@@ -141,3 +123,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         return web.json({"status": "ok"})
 
     return Worker(app=app, settings=settings, metrics=metrics, engine=engine, ingest=ingest)
+
+
+def _table(app: faust.App, name: str, partitions: int, help_text: str) -> Any:
+    """A changelog-backed table of encoded states, as many partitions as its source topic."""
+    return app.Table(name, key_type=str, value_type=bytes, partitions=partitions, help=help_text)

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.catalog import IGNORED_KBS
-from streams.formats.event import CONTROL_CHARACTERS, MAX_DEVICE_KEY_LENGTH
-from streams.installs import kb_number
+from streams.installs import kb_number, refused_device
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
 from streams.signals import Signal, SignalKind
 from streams.timeutil import BadTimestamp, parse_event_time
@@ -35,8 +34,9 @@ def wufb_install(row: dict[str, Any], now_ms: int, device_map: Mapping[str, str]
         device = name.strip().lower()
     if not device:
         return Rejected(RejectReason.MISSING_FIELD, "DeviceName (or a mapped AzureADDeviceId)")
-    if len(device) > MAX_DEVICE_KEY_LENGTH or CONTROL_CHARACTERS.search(device):
-        return Rejected(RejectReason.BAD_DEVICE, "device longer than 255 or with control characters")
+    refused = refused_device(device)
+    if refused is not None:
+        return refused
     kb = kb_number(row.get("TargetKBNumber"))
     if kb is None:
         return Rejected(RejectReason.BAD_VALUE, "TargetKBNumber is not like 5055523")

@@ -18,7 +18,7 @@ from streams.dlq import HEADER_REASON, HEADER_SOURCE_TOPIC
 from streams.documents import Host
 from streams.replay import replay
 from streams.sieve import Sieve
-from streams.simulate import FleetPlan, produce_fleet, spring_2025
+from streams.simulate import FleetPlan, SimRecord, produce_fleet, spring_2025
 from streams.timeutil import MINUTE_MS, parse_event_time
 from tests.builders import final_by_fingerprint
 from tests.e2e.conftest import alerts_of, consume_until, isolated_settings, produce, running_worker
@@ -47,6 +47,16 @@ def incident_documents() -> list[bytes]:
         ]
     docs.append(documents.kernel_power_41(SINGLE, T0 + 30 * MINUTE_MS, 200, 395))
     return [codec.dumps(document) for document in docs]
+
+
+def replayed_verdicts(stream: list[SimRecord]) -> dict:
+    """What `kbwatch replay` ends with for the stream: what the live worker must end with too."""
+    offline = replay(
+        ((str(index), record.value) for index, record in enumerate(stream)),
+        catalog=Catalog(),
+        sieve=Sieve(1 << 20),
+    )
+    return final_by_fingerprint([alert.to_json() for alert in offline.alerts])
 
 
 def scrape(url: str) -> str:
@@ -106,12 +116,7 @@ def test_live_worker_and_replay_agree_on_the_simulated_fleet(broker: EmbeddedBro
     settings = isolated_settings(broker, tmp_path)
     plan = FleetPlan(devices=240, seed=99)
     stream, expectation = spring_2025(plan)
-    offline = replay(
-        ((str(index), record.value) for index, record in enumerate(stream)),
-        catalog=Catalog(),
-        sieve=Sieve(settings.max_message_bytes),
-    )
-    expected = final_by_fingerprint([alert.to_json() for alert in offline.alerts])
+    expected = replayed_verdicts(stream)
     with running_worker(settings, tmp_path / "worker.log"):
         asyncio.run(produce_fleet(plan, settings, stream))
 
@@ -161,12 +166,7 @@ def test_a_hostile_file_runs_through_the_live_worker_without_loss(broker: Embedd
     settings = isolated_settings(broker, tmp_path)
     plan = FleetPlan(devices=100, seed=5)
     stream, _ = spring_2025(plan)
-    offline = replay(
-        ((str(index), record.value) for index, record in enumerate(stream)),
-        catalog=Catalog(),
-        sieve=Sieve(settings.max_message_bytes),
-    )
-    expected_alerts = final_by_fingerprint([alert.to_json() for alert in offline.alerts])
+    expected_alerts = replayed_verdicts(stream)
     hostile = hostile_messages(2000)
     expected_reasons = Counter(reason for _, reason in hostile if reason is not None)
     with running_worker(settings, tmp_path / "worker.log") as metrics_url:
