@@ -136,7 +136,7 @@ def fluentbit_record(document: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]
     event_id = int(winlog["event_id"])
     names = INSERT_NAMES.get((winlog["provider_name"], event_id)) or tuple(data)
     inserts: list[Any] = [data.get(name, "") for name in names]
-    if names and names[0] == "BugcheckCode" and inserts[0].isdigit():
+    if names and names[0] == "BugcheckCode" and inserts[0].isdecimal():
         inserts[0] = int(inserts[0])  # Fluent Bit writes Kernel-Power 41's code as a number
     local = moment.astimezone(zone)
     return {

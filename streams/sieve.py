@@ -127,7 +127,7 @@ class Sieve:
             return None
         provider, raw_id = winlog.get("provider_name"), winlog.get("event_id")
         valid_id = (
-            type(raw_id) is str and raw_id.isdigit() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF
+            type(raw_id) is str and raw_id.isdecimal() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF
         ) or (type(raw_id) is int and 0 <= raw_id <= 0xFFFF)
         if not valid_id or type(provider) is not str:
             return None

@@ -61,7 +61,7 @@ def _trim_fraction(text: str) -> str:
     if dot < 0:
         return text
     end = dot + 1
-    while end < len(text) and text[end].isdigit():
+    while end < len(text) and text[end].isdecimal():
         end += 1
     if end - dot - 1 <= 6:
         return text

@@ -180,3 +180,14 @@ def test_fuzzed_event_data_in_every_collector_form_gets_an_outcome(data, form):
     rendered = render(document, form)
     payload = rendered if isinstance(rendered, bytes) else codec.dumps(rendered)
     assert sieve().sift(Source.WINLOGBEAT, payload)
+
+
+@pytest.mark.parametrize("event_id", ["¹", "²³", "4¹"])
+def test_superscript_digits_are_not_event_ids(event_id):
+    """Found by hypothesis: `"¹".isdigit()` is true but `int("¹")` fails, which crashed the sieve."""
+    for provider in ("Microsoft-Windows-Security-Auditing", "Microsoft-Windows-Kernel-Power"):
+        document = copy.deepcopy(KERNEL_POWER)
+        document["winlog"]["provider_name"] = provider
+        document["winlog"]["event_id"] = event_id
+        (result,) = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))
+        assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_EVENT_ID

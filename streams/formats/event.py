@@ -118,7 +118,7 @@ def event_id_of(raw: object) -> int:
     # bool is an int subclass: `true` is not event 1.
     if isinstance(raw, int) and not isinstance(raw, bool):
         event_id = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif isinstance(raw, str) and raw.strip().isdecimal():
         event_id = int(raw.strip())
     else:
         raise FieldError(RejectReason.BAD_EVENT_ID, "event id is not a number")
@@ -181,14 +181,14 @@ def _record_key(channel: str, record_id: object) -> str:
     if isinstance(record_id, bool) or not isinstance(record_id, int | str):
         return ""
     digits = str(record_id).strip()
-    if not digits.isdigit() or len(digits) > 20:
+    if not digits.isdecimal() or len(digits) > 20:
         return ""
     return f"{channel}/{int(digits)}"[:300]
 
 
 def _running_build(data: Mapping[str, Any]) -> str:
     major, revision = str(data.get("BuildVersion", "")), str(data.get("QfeVersion", ""))
-    return f"{major}.{revision}" if major.isdigit() and revision.isdigit() else ""
+    return f"{major}.{revision}" if major.isdecimal() and revision.isdecimal() else ""
 
 
 def _required(data: Mapping[str, Any], name: str, parse: Callable[[str], int]) -> int:

@@ -94,7 +94,7 @@ def any_value(value: object) -> Any:
         return value["stringValue"]
     if "intValue" in value:
         raw = value["intValue"]
-        return int(raw) if isinstance(raw, int | str) and str(raw).lstrip("-").isdigit() else None
+        return int(raw) if isinstance(raw, int | str) and str(raw).lstrip("-").isdecimal() else None
     if "boolValue" in value:
         return value["boolValue"]
     if "doubleValue" in value:
