@@ -11,6 +11,7 @@ so whichever record of those ten minutes gets through says the same.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -31,6 +32,8 @@ from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.signals import Signal, SignalKind
 from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
 from streams.winlogbeat import device_key
+
+log = logging.getLogger(__name__)
 
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
 _SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
@@ -88,7 +91,18 @@ class Sieve:
         self._seen_bucket: dict[str, str] = {}
 
     def sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
-        """Classify one message's value bytes: one result per record it holds."""
+        """Classify one message's value bytes: one result per record it holds.
+
+        Never raises: a message that trips an unforeseen bug is dead-lettered
+        with the error, so one bad message cannot stop the stream.
+        """
+        try:
+            return self._sift(source, payload)
+        except Exception as error:
+            log.exception("a message could not be sifted; it goes to the dead-letter topic")
+            return [_reject(RejectReason.BAD_VALUE, f"unexpected {type(error).__name__}: {error}"[:200])]
+
+    def _sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
         if payload is None:
             return [_reject(RejectReason.NOT_JSON, "message has no value")]
         if len(payload) > self._max_message_bytes:

@@ -107,3 +107,15 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         assert (fast.sifted, fast.signal, fast.rejected) == (full.sifted, full.signal, full.rejected)
 
     check()
+
+
+def test_an_unforeseen_error_dead_letters_the_message_instead_of_stopping_the_stream(monkeypatch):
+    import streams.sieve
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug not yet found")
+
+    monkeypatch.setattr(streams.sieve, "decode_events", broken)
+    (result,) = sieve().sift(Source.WINLOGBEAT, codec.dumps({"resourceLogs": []}))
+    assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_VALUE
+    assert "ZeroDivisionError" in result.rejected.detail
