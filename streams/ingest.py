@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
+POLL_MS = 500
+QUIET_FLUSH_MS = 2_000
 
 Sifting = Timed[tuple[Any, list[SieveResult]]]
 
@@ -79,10 +81,15 @@ class Ingest:
         await self._consumer.start()
         log.info("sieve reading %s and %s", settings.events_topic, settings.installs_topic)
         try:
+            quiet_polls = 0
             while not self._stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=500, max_records=MAX_BATCH_RECORDS)
-                # A quiet poll means nothing earlier is on its way: release all.
-                await self._sift_batch(batch, flush=not batch)
+                batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
+                quiet_polls = 0 if batch else quiet_polls + 1
+                # Held records wait for slower partitions; once the input has been
+                # quiet for a while, nothing earlier is on its way: release them all.
+                # (A single empty poll is not enough: mid-backlog, a fetch can
+                # simply come back empty, and releasing then reorders devices.)
+                await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
         finally:
             await self._consumer.stop()
             await self._producer.stop()
