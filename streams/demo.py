@@ -101,7 +101,7 @@ def run_demo(devices: int, seed: int, web_port: int) -> int:
             broker=broker.bootstrap,
             partitions=4,
             web_port=web_port,
-            session_timeout_seconds=6.0,
+            session_timeout_seconds=20.0,
             rebalance_timeout_seconds=6.0,
             data_dir=str(workdir / "data"),
             log_level="warning",
@@ -236,6 +236,8 @@ def _summary(
     resolved = sum(1 for alert in seen.values() if alert["status"] == "resolved")
     print(f"  {resolved} alerts resolved (recovered devices)")
     print(f"  caught {len(expected & caught)}/{len(expected)} breaking devices, missed {len(missed)}")
+    for device, (alertname, kb) in sorted(missed):
+        print(f"    missed: {alertname} {kb} on {device} ({expectation.roles[device].value})")
     print(
         f"  decoys alerted: {len(false_alarms)} of {len(expectation.decoys)} "
         "(single crashes, power button, face mismatches, ...)"

@@ -35,7 +35,7 @@ def isolated_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         broker=broker.bootstrap,
         partitions=4,
         web_port=free_port(),
-        session_timeout_seconds=6.0,
+        session_timeout_seconds=20.0,
         rebalance_timeout_seconds=6.0,
         data_dir=str(tmp_path / "data"),
         log_level="info",
