@@ -111,6 +111,8 @@ class Engine:
             self._store(result, False)
             output.extend(self._count(result))
         self._maybe_sweep(partition)
+        # After this partition's evidence up to the tick: the fleet agent's cue.
+        output.evidence.append(Evidence.progress(partition, fleet_ms))
         return output
 
     def sweep(self, partition: int | None = None) -> int:

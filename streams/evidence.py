@@ -2,7 +2,10 @@
 
 Sent on `kbwatch-evidence` (one partition: KBs are few and the fleet verdict
 needs the baseline beside every KB), keyed by KB (`_baseline` for baseline
-facts). Contract of the topic: `schemas/evidence.schema.json`.
+facts). Each device agent also sends a `progress` marker after every fleet
+tick it handled: the fleet agent applies facts in event-time order once every
+signals partition has passed them, so that the interleaving of partitions
+never decides a verdict. Contract of the topic: `schemas/evidence.schema.json`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from enum import StrEnum
 from streams import codec
 
 BASELINE_KEY = "_baseline"
+PROGRESS_KEY = "_progress"
 
 
 class EvidenceKind(StrEnum):
@@ -24,6 +28,7 @@ class EvidenceKind(StrEnum):
     RELAPSED = "relapsed"  # affected again after recovering
     EXPOSURE = "exposure"  # a device-window of 72 h with no install before it (baseline)
     BACKGROUND_LOOP = "background_loop"  # a boot loop with no install before it (baseline)
+    PROGRESS = "progress"  # not a fact: signals partition `partition` reached fleet time `time_ms`
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +40,39 @@ class Evidence:
     device: str
     arch: str
     time_ms: int
+    partition: int = -1  # progress markers only
+
+    @classmethod
+    def progress(cls, partition: int, fleet_ms: int) -> Evidence:
+        return cls(EvidenceKind.PROGRESS, "", "", "", fleet_ms, partition)
 
     @property
     def key(self) -> str:
+        if self.kind is EvidenceKind.PROGRESS:
+            return PROGRESS_KEY
         return self.kb or BASELINE_KEY
 
+    def order(self) -> tuple[int, str, str, str, str]:
+        """The order facts of one event time are applied in: the same live and in replay."""
+        return (self.time_ms, self.kind.value, self.kb, self.arch, self.device)
+
     def to_wire(self) -> bytes:
-        return codec.dumps(
-            {"k": self.kind.value, "kb": self.kb, "d": self.device, "a": self.arch, "t": self.time_ms}
-        )
+        wire: dict[str, object] = {
+            "k": self.kind.value,
+            "kb": self.kb,
+            "d": self.device,
+            "a": self.arch,
+            "t": self.time_ms,
+        }
+        if self.kind is EvidenceKind.PROGRESS:
+            wire["p"] = self.partition
+        return codec.dumps(wire)
 
     @classmethod
     def from_wire(cls, payload: bytes) -> Evidence:
         wire = codec.loads(payload)
-        return cls(EvidenceKind(wire["k"]), str(wire["kb"]), str(wire["d"]), str(wire["a"]), int(wire["t"]))
+        kind = EvidenceKind(wire["k"])
+        partition = int(wire["p"]) if kind is EvidenceKind.PROGRESS else -1
+        if kind is EvidenceKind.PROGRESS and partition < 0:
+            raise ValueError(f"progress marker for partition {partition}")
+        return cls(kind, str(wire["kb"]), str(wire["d"]), str(wire["a"]), int(wire["t"]), partition)

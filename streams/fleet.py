@@ -3,8 +3,17 @@
 One small state per KB (installs per hour and architecture, affected devices
 with their times, recoveries) and one for the baseline, kept in a table on a
 single-partition topic so that one worker at a time owns every KB and the
-baseline beside it. Verdicts are re-derived from these counts in event-time
-order, so the order evidence arrives in does not decide when a KB turned bad.
+baseline beside it.
+
+Facts come from every signals partition at once, and how those interleave
+depends on which partition a worker happened to read first. So facts are held
+(in the same table, bucketed by event second) until every signals partition has
+announced, with a `progress` marker, that the fleet clock passed them; then they
+are applied sorted by event time. Live and replay apply the same facts in the
+same order and reach the same verdicts. The price is latency: a KB's verdict
+waits for the fleet clock (the newest event time minus the allowed lateness).
+A fact older than what was already released (later than the allowed lateness)
+is applied when it arrives and counted in `kbwatch_evidence_late_total`.
 """
 
 from __future__ import annotations
@@ -18,13 +27,32 @@ from typing import Any
 from streams import codec
 from streams.alerts import UNSET_TIME, Alert
 from streams.catalog import KNOWN_ISSUES, Catalog, RegressionRule
-from streams.evidence import BASELINE_KEY, Evidence, EvidenceKind
+from streams.evidence import BASELINE_KEY, PROGRESS_KEY, Evidence, EvidenceKind
 from streams.metrics import Metrics
 from streams.rules.regression import Verdict, baseline_rate, judge
 from streams.timeutil import HOUR_MS, to_rfc3339
 
 MAX_AFFECTED_KEPT = 5_000  # far past any verdict; counts go on beyond it
 UNKNOWN_ARCH = "unknown"
+HELD_INDEX_KEY = "_held"  # [[event second, facts held for it], ...], sorted
+HELD_PREFIX = "_held/"  # + event second: the facts of that second, one wire record a line
+INTERNAL_PREFIX = "_"  # KB numbers never start with it
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far each signals partition has got, and what was released to the rules."""
+
+    marks: dict[int, int] = field(default_factory=dict)  # partition -> fleet time announced
+    released_ms: int = 0  # every fact before this was applied
+
+    def to_wire(self) -> bytes:
+        return codec.dumps({"m": sorted(self.marks.items()), "r": self.released_ms})
+
+    @classmethod
+    def from_wire(cls, payload: bytes) -> Progress:
+        wire = codec.loads(payload)
+        return cls(marks={partition: ms for partition, ms in wire["m"]}, released_ms=wire["r"])
 
 
 @dataclass(slots=True)
@@ -146,13 +174,80 @@ def _cohorts(state: KbState, baseline: float, rule: RegressionRule) -> list[tupl
 class FleetEngine:
     """Applies evidence to KB states (a Faust table or a dict) and emits fleet alerts."""
 
-    def __init__(self, states: MutableMapping[str, bytes], catalog: Catalog, metrics: Metrics) -> None:
+    def __init__(
+        self, states: MutableMapping[str, bytes], catalog: Catalog, metrics: Metrics, partitions: int = 1
+    ) -> None:
         self.states = states
         self.catalog = catalog
         self.metrics = metrics
+        self.partitions = partitions  # of the signals topic: each must announce its progress
 
     def process(self, evidence: Evidence) -> list[Alert]:
-        """Apply one fact; return the `UpdateRegression` state changes it caused."""
+        """Take one fact or progress marker; return the `UpdateRegression` changes it released."""
+        if evidence.kind is EvidenceKind.PROGRESS:
+            return self._advance(evidence.partition, evidence.time_ms)
+        if evidence.time_ms < self._progress().released_ms:
+            self.metrics.evidence_late.inc()
+            return self._apply(evidence)
+        self._hold(evidence)
+        return []
+
+    def _progress(self) -> Progress:
+        stored = self.states.get(PROGRESS_KEY)
+        return Progress.from_wire(stored) if stored is not None else Progress()
+
+    def _held_index(self) -> list[list[int]]:
+        stored = self.states.get(HELD_INDEX_KEY)
+        return codec.loads(stored) if stored is not None else []
+
+    def _hold(self, evidence: Evidence) -> None:
+        second = evidence.time_ms // 1000
+        key = f"{HELD_PREFIX}{second}"
+        index = self._held_index()
+        position = bisect.bisect_left(index, [second, 0])
+        if position < len(index) and index[position][0] == second:
+            index[position][1] += 1
+            self.states[key] = self.states[key] + b"\n" + evidence.to_wire()
+        else:
+            index.insert(position, [second, 1])
+            self.states[key] = evidence.to_wire()
+        self.states[HELD_INDEX_KEY] = codec.dumps(index)
+        self.metrics.evidence_held.set(sum(count for _, count in index))
+
+    def _advance(self, partition: int, fleet_ms: int) -> list[Alert]:
+        """A partition announced its fleet time: apply, in event-time order, what all have passed."""
+        progress = self._progress()
+        progress.marks[partition] = max(progress.marks.get(partition, 0), fleet_ms)
+        alerts: list[Alert] = []
+        if all(number in progress.marks for number in range(self.partitions)):
+            # Whole seconds only: the buckets held are seconds.
+            released_ms = min(progress.marks[number] for number in range(self.partitions)) // 1000 * 1000
+            if released_ms > progress.released_ms:
+                progress.released_ms = released_ms
+                alerts = self._release(released_ms)
+        self.states[PROGRESS_KEY] = progress.to_wire()
+        return alerts
+
+    def _release(self, before_ms: int) -> list[Alert]:
+        index = self._held_index()
+        due = [second for second, _ in index if second * 1000 < before_ms]
+        if not due:
+            return []
+        facts: list[Evidence] = []
+        for second in due:
+            key = f"{HELD_PREFIX}{second}"
+            facts += [Evidence.from_wire(line) for line in self.states[key].split(b"\n")]
+            del self.states[key]
+        remaining = index[len(due) :]
+        self.states[HELD_INDEX_KEY] = codec.dumps(remaining)
+        self.metrics.evidence_held.set(sum(count for _, count in remaining))
+        alerts: list[Alert] = []
+        for fact in sorted(facts, key=Evidence.order):
+            alerts += self._apply(fact)
+        return alerts
+
+    def _apply(self, evidence: Evidence) -> list[Alert]:
+        """Apply one fact now; return the `UpdateRegression` state changes it caused."""
         self.metrics.evidence.labels(evidence.kind.value).inc()
         if evidence.kb:
             state = self._kb(evidence.kb)
@@ -184,7 +279,7 @@ class FleetEngine:
         return BaselineState.from_wire(stored) if stored is not None else BaselineState()
 
     def _kbs(self) -> list[str]:
-        return [key for key in list(self.states.keys()) if key != BASELINE_KEY]
+        return [key for key in list(self.states.keys()) if not key.startswith(INTERNAL_PREFIX)]
 
     def _evaluate(self, state: KbState, baseline: BaselineState) -> list[Alert]:
         rule = self.catalog.regression

@@ -53,6 +53,8 @@ class Metrics:
     event_time_lag: Gauge
     fleet_clock: Gauge
     evidence: Counter
+    evidence_held: Gauge
+    evidence_late: Counter
     kb_installed: Gauge
     kb_affected: Gauge
     kb_recovered: Gauge
@@ -130,6 +132,16 @@ class Metrics:
                 ["kind"],
                 registry=registry,
             ),
+            evidence_held=Gauge(
+                "kbwatch_fleet_evidence_held",
+                "Facts the fleet agent holds until every signals partition's fleet clock passes them.",
+                registry=registry,
+            ),
+            evidence_late=Counter(
+                "kbwatch_evidence_late",
+                "Facts older than what the fleet agent had already released: applied out of order.",
+                registry=registry,
+            ),
             kb_installed=Gauge(
                 "kbwatch_update_installed_devices",
                 "Devices that installed the KB (newest KBs; the rest as kb=other).",
@@ -196,7 +208,8 @@ class Metrics:
             for status in STATUSES:
                 metrics.alerts.labels(rule.alertname, rule.severity, status)
         for evidence_kind in EvidenceKind:
-            metrics.evidence.labels(evidence_kind.value)
+            if evidence_kind is not EvidenceKind.PROGRESS:
+                metrics.evidence.labels(evidence_kind.value)
         metrics.set_kb_gauges({}, (0, 0, 0, 0))
         for outcome in ("ok", "error"):
             metrics.delivery_requests.labels(outcome)

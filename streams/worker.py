@@ -61,7 +61,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     watches = _table(app, WATCH_TABLE, settings.partitions, "Devices waiting for a silence verdict.")
     fleet_table = _table(app, FLEET_TABLE, 1, "Per-KB evidence and the baseline (streams.fleet).")
     engine = Engine(devices, catalog, metrics, watches)
-    fleet = FleetEngine(fleet_table, catalog, metrics)
+    fleet = FleetEngine(fleet_table, catalog, metrics, settings.partitions)
     ingest = Ingest(settings, metrics)
 
     async def dead_letter(event: Any, error: Exception) -> None:

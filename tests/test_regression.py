@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.catalog import Catalog, RegressionRule
 from streams.evidence import Evidence, EvidenceKind
@@ -12,7 +15,7 @@ from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.rules.regression import judge
 from streams.timeutil import HOUR_MS, MINUTE_MS
-from tests.builders import T0
+from tests.builders import T0, final_by_fingerprint
 
 KB = "KB5055523"
 
@@ -38,8 +41,10 @@ def fleet_stream(
 
 
 def run_fleet(evidence: list[Evidence], catalog: Catalog | None = None) -> tuple[FleetEngine, list[dict]]:
+    """The facts, then the fleet clock far past them all."""
     engine = FleetEngine({}, catalog or Catalog(), Metrics.create())
     alerts = [alert.to_json() for fact in evidence for alert in engine.process(fact)]
+    alerts += [alert.to_json() for alert in engine.process(Evidence.progress(0, 2**50))]
     return engine, alerts
 
 
@@ -74,16 +79,75 @@ def test_a_fleet_that_loops_as_often_without_updates_is_not_blamed_on_the_update
     assert run_fleet(baseline + fleet_stream(300, 15))[1] == []  # 5% vs a 3% baseline
 
 
-def test_the_start_does_not_depend_on_the_order_evidence_arrives_in():
-    evidence = fleet_stream(300, 15)
+def with_recoveries(evidence: list[Evidence], after_ms: int = 8 * HOUR_MS) -> list[Evidence]:
+    recoveries = [
+        Evidence(EvidenceKind.RECOVERED, KB, fact.device, fact.arch, fact.time_ms + after_ms)
+        for fact in evidence
+        if fact.kind is EvidenceKind.AFFECTED
+    ]
+    return sorted(evidence + recoveries, key=lambda fact: fact.time_ms)
+
+
+def test_verdicts_do_not_depend_on_the_order_evidence_arrives_in():
+    evidence = with_recoveries(fleet_stream(300, 15), after_ms=30 * MINUTE_MS)
     _, in_order = run_fleet(evidence)
     shuffled = list(evidence)
     random.Random(7).shuffle(shuffled)
     _, out_of_order = run_fleet(shuffled)
-    assert (
-        in_order[0]["startsAt"]
-        == [alert for alert in out_of_order if alert["status"] == "firing"][-1]["startsAt"]
-    )
+    assert in_order == out_of_order
+    assert [alert["status"] for alert in in_order][:1] == ["firing"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.randoms(use_true_random=False), st.integers(min_value=2, max_value=6))
+def test_partitions_interleaved_any_way_reach_the_verdicts_of_one_ordered_stream(rng, partitions):
+    """What a worker sees: each partition in order, ticking, the partitions interleaved at random."""
+    evidence = with_recoveries(fleet_stream(200, 12, seed=3), after_ms=20 * MINUTE_MS)
+    _, expected = run_fleet(evidence)
+    queues: list[list[Evidence]] = [[] for _ in range(partitions)]
+    tick_ms = evidence[0].time_ms
+    for fact in evidence:
+        while fact.time_ms > tick_ms + 10 * MINUTE_MS:
+            tick_ms += 10 * MINUTE_MS  # a tick trails the facts before it by the allowed lateness
+            for number, queue in enumerate(queues):
+                queue.append(Evidence.progress(number, tick_ms - 5 * MINUTE_MS))
+        queues[zlib.crc32(fact.device.encode()) % partitions].append(fact)
+    engine = FleetEngine({}, Catalog(), Metrics.create(), partitions)
+    live: list[dict] = []
+    while any(queues):
+        queue = rng.choice([queue for queue in queues if queue])
+        count = rng.randint(1, 40)
+        for fact in queue[:count]:
+            live += [alert.to_json() for alert in engine.process(fact)]
+        del queue[:count]
+    for number in range(partitions):
+        live += [alert.to_json() for alert in engine.process(Evidence.progress(number, 2**50))]
+    assert final_by_fingerprint(live) == final_by_fingerprint(expected)
+    assert engine.metrics.registry.get_sample_value("kbwatch_evidence_late_total") == 0
+
+
+def test_a_fact_behind_the_released_clock_is_applied_at_once_and_counted_late():
+    engine = FleetEngine({}, Catalog(), Metrics.create())
+    assert engine.process(Evidence.progress(0, T0)) == []
+    engine.process(Evidence(EvidenceKind.INSTALLED, KB, "d1", "x86_64", T0 - HOUR_MS))
+    engine.process(Evidence(EvidenceKind.INSTALLED, KB, "d2", "x86_64", T0 + HOUR_MS))
+    sample = engine.metrics.registry.get_sample_value
+    assert sample("kbwatch_evidence_late_total") == 1
+    assert sample("kbwatch_fleet_evidence_held") == 1
+    assert sample("kbwatch_update_installed_devices", {"kb": KB}) == 1
+
+
+def test_facts_wait_for_every_partition_and_survive_a_restart_in_the_table():
+    table: dict[str, bytes] = {}
+    first = FleetEngine(table, Catalog(), Metrics.create(), partitions=2)
+    for fact in fleet_stream(300, 15):
+        first.process(fact)
+    first.process(Evidence.progress(0, 2**50))
+    assert first.metrics.registry.get_sample_value("kbwatch_update_installed_devices", {"kb": KB}) is None
+    restarted = FleetEngine(table, Catalog(), Metrics.create(), partitions=2)
+    alerts = restarted.process(Evidence.progress(1, 2**50))
+    assert [alert.status for alert in alerts] == ["firing"]
+    assert restarted.metrics.registry.get_sample_value("kbwatch_fleet_evidence_held") == 0
 
 
 def test_cohorts_name_the_architecture_carrying_the_excess():
@@ -92,13 +156,7 @@ def test_cohorts_name_the_architecture_carrying_the_excess():
 
 
 def test_resolves_once_every_affected_device_recovered():
-    evidence = fleet_stream(300, 15)
-    recoveries = [
-        Evidence(EvidenceKind.RECOVERED, KB, fact.device, fact.arch, fact.time_ms + 8 * HOUR_MS)
-        for fact in evidence
-        if fact.kind is EvidenceKind.AFFECTED
-    ]
-    engine, alerts = run_fleet(evidence + recoveries)
+    engine, alerts = run_fleet(with_recoveries(fleet_stream(300, 15)))
     assert [alert["status"] for alert in alerts] == ["firing", "resolved"]
     assert alerts[0]["fingerprint"] == alerts[1]["fingerprint"]
     sample = engine.metrics.registry.get_sample_value

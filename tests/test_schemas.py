@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from streams import codec, documents
+from streams.evidence import Evidence, EvidenceKind
 from streams.sieve import Sieve, Sifted, Source
 from streams.signals import Signal
 from tests.builders import HOST, T0, crash_boot_signals
@@ -70,3 +71,16 @@ def test_signals_on_the_wire_match_their_schema():
     for signal in crash_boot_signals(T0, 10):
         jsonschema.validate(codec.loads(signal.to_wire()), schema("signal"))
         assert Signal.from_wire(signal.to_wire()) == signal
+
+
+def test_evidence_and_progress_markers_on_the_wire_match_their_schema():
+    facts = [
+        Evidence(EvidenceKind.AFFECTED, "KB5055523", "d1", "arm64", T0),
+        Evidence(EvidenceKind.EXPOSURE, "", "d2", "x86_64", T0),
+        Evidence.progress(3, T0),
+    ]
+    for fact in facts:
+        jsonschema.validate(codec.loads(fact.to_wire()), schema("evidence"))
+        assert Evidence.from_wire(fact.to_wire()) == fact
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"k": "progress", "kb": "", "d": "", "a": "", "t": T0}, schema("evidence"))
