@@ -330,17 +330,23 @@ def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
         if firing and entry.status != "affected":
             kind = EvidenceKind.RELAPSED if entry.status == "recovered" else EvidenceKind.AFFECTED
             when = min(e.starts_ms for e in firing)
-            state.reported[position] = Reported(entry.kb, "affected")
+            state.reported[position] = Reported(entry.kb, "affected", when)
             evidence.append(Evidence(kind, entry.kb, state.device, state.arch, when))
+        elif firing and entry.affected_ms and min(e.starts_ms for e in firing) < entry.affected_ms:
+            # A late record moved the start earlier: the fleet agent moves the
+            # device's time (it counts a device once), as replay would have had it.
+            when = min(e.starts_ms for e in firing)
+            state.reported[position] = Reported(entry.kb, "affected", when)
+            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, when))
         elif not firing and entry.status == "installed":
             # Found already over (a late install): affected, then recovered.
             when = min(e.starts_ms for e in episodes)
             evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, when))
-            state.reported[position] = Reported(entry.kb, "recovered")
+            state.reported[position] = Reported(entry.kb, "recovered", when)
             ended = max(e.ends_ms for e in episodes)
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
         elif not firing and entry.status == "affected":
-            state.reported[position] = Reported(entry.kb, "recovered")
+            state.reported[position] = Reported(entry.kb, "recovered", entry.affected_ms)
             ended = max(e.ends_ms for e in episodes)
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
     return evidence

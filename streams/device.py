@@ -86,6 +86,7 @@ class Reported:
 
     kb: str
     status: str  # installed | affected | recovered
+    affected_ms: int = 0  # the start last reported as affected: a late record can move it earlier
 
 
 @dataclass(slots=True)
@@ -130,7 +131,7 @@ class DeviceState:
                 "r": [[r.time_ms, r.record_key, r.back_ms] for r in self.restarts],
                 "i": [[i.time_ms, i.kb, i.build, i.source] for i in self.installs],
                 "e": [_episode_to_wire(e) for e in self.episodes],
-                "f": [[entry.kb, entry.status] for entry in self.reported],
+                "f": [[entry.kb, entry.status, entry.affected_ms] for entry in self.reported],
                 "g": self.background_loops,
                 "x": self.exposure_epoch,
                 "k": self.fleet_ms,
@@ -155,7 +156,7 @@ class DeviceState:
             restarts=[Restart(t, r, back) for t, r, back in wire["r"]],
             installs=[Install(t, kb, b, s) for t, kb, b, s in wire["i"]],
             episodes=[Episode(*values) for values in wire["e"]],
-            reported=[Reported(kb, status) for kb, status in wire["f"]],
+            reported=[Reported(*entry) for entry in wire["f"]],  # 2 fields before 0.5
             background_loops=list(wire["g"]),
             exposure_epoch=wire["x"],
             fleet_ms=wire["k"],

@@ -61,7 +61,7 @@ class KbState:
 
     kb: str
     installs: dict[str, dict[int, int]] = field(default_factory=dict)  # arch -> hour -> count
-    affected: list[tuple[int, str]] = field(default_factory=list)  # (time, arch), sorted
+    affected: list[tuple[int, str, str]] = field(default_factory=list)  # (time, arch, device), sorted
     affected_total: int = 0
     recovered: int = 0  # devices recovered now (recoveries minus relapses)
     last_recovered_ms: int = 0
@@ -85,7 +85,7 @@ class KbState:
                     arch: [[hour, count] for hour, count in sorted(hours.items())]
                     for arch, hours in self.installs.items()
                 },
-                "a": [[time_ms, arch] for time_ms, arch in self.affected],
+                "a": [list(entry) for entry in self.affected],
                 "n": self.affected_total,
                 "r": self.recovered,
                 "l": self.last_recovered_ms,
@@ -99,7 +99,8 @@ class KbState:
         return cls(
             kb=wire["kb"],
             installs={arch: {hour: count for hour, count in pairs} for arch, pairs in wire["i"].items()},
-            affected=[(time_ms, arch) for time_ms, arch in wire["a"]],
+            # Entries had no device before 0.5.
+            affected=[(entry[0], entry[1], entry[2] if len(entry) > 2 else "") for entry in wire["a"]],
             affected_total=wire["n"],
             recovered=wire["r"],
             last_recovered_ms=wire["l"],
@@ -148,7 +149,7 @@ def assess(state: KbState, baseline: BaselineState, rule: RegressionRule) -> Ass
         cumulative.append(running)
     starts_ms = 0
     verdict = judge(0, state.installed_total(), baseline.rate_until(2**62, rule), rule)
-    for index, (time_ms, _) in enumerate(state.affected):
+    for index, (time_ms, _, _) in enumerate(state.affected):
         position = bisect.bisect_right(hours, time_ms // HOUR_MS)
         installed = cumulative[position - 1] if position else 0
         look = judge(index + 1, installed, baseline.rate_until(time_ms, rule), rule)
@@ -166,7 +167,7 @@ def assess(state: KbState, baseline: BaselineState, rule: RegressionRule) -> Ass
 def _cohorts(state: KbState, baseline: float, rule: RegressionRule) -> list[tuple[str, Verdict]]:
     cohorts = []
     for arch in sorted(state.installs):
-        affected = sum(1 for _, affected_arch in state.affected if affected_arch == arch)
+        affected = sum(1 for _, affected_arch, _ in state.affected if affected_arch == arch)
         cohorts.append((arch, judge(affected, sum(state.installs[arch].values()), baseline, rule)))
     return cohorts
 
@@ -289,7 +290,7 @@ class FleetEngine:
         if firing and (current is None or current[2]):
             # A first verdict starts where the evidence turned significant; a
             # re-opened one where the newest affected device appeared.
-            starts = assessment.starts_ms if current is None else max(t for t, _ in state.affected)
+            starts = assessment.starts_ms if current is None else max(entry[0] for entry in state.affected)
             episode = (_fingerprint(state.kb, len(state.episodes)), starts, 0, _excess(assessment, rule))
             state.episodes.append(episode)
             return [self._alert(state, assessment, episode)]
@@ -351,9 +352,16 @@ def _apply_kb(state: KbState, evidence: Evidence) -> None:
         hour = evidence.time_ms // HOUR_MS
         hours[hour] = hours.get(hour, 0) + 1
     elif evidence.kind is EvidenceKind.AFFECTED:
+        known = next((entry for entry in state.affected if entry[2] == evidence.device), None)
+        if known is not None:
+            # The device's start moved earlier (a late record): counted once, at its earliest.
+            if evidence.time_ms < known[0]:
+                state.affected.remove(known)
+                bisect.insort(state.affected, (evidence.time_ms, arch, evidence.device))
+            return
         state.affected_total += 1
         if len(state.affected) < MAX_AFFECTED_KEPT:
-            bisect.insort(state.affected, (evidence.time_ms, arch))
+            bisect.insort(state.affected, (evidence.time_ms, arch, evidence.device))
     elif evidence.kind is EvidenceKind.RECOVERED:
         state.recovered += 1
         state.last_recovered_ms = max(state.last_recovered_ms, evidence.time_ms)

@@ -86,7 +86,7 @@ class Ingest:
                 batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
                 quiet_polls = 0 if batch else quiet_polls + 1
                 # Held records wait for slower partitions; once the input has been
-                # quiet for a while, nothing earlier is on its way: release them all.
+                # quiet for a while, only partitions with records known unread do.
                 # (A single empty poll is not enough: mid-backlog, a fetch can
                 # simply come back empty, and releasing then reorders devices.)
                 await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
@@ -115,7 +115,7 @@ class Ingest:
                 released += [(partition, record) for record in records]
             else:
                 self._held.setdefault(partition, []).extend(records)
-        behind = {} if flush else self._behind()
+        behind = self._behind(known_unread_only=flush)
         merged = merge(self._held, behind, self.clock.allowed_lateness_ms)
         released += merged.released
         self._held = {
@@ -205,8 +205,13 @@ class Ingest:
     def _source(self, partition: Any) -> Source:
         return Source.INSTALLS if partition.topic == self.settings.installs_topic else Source.WINLOGBEAT
 
-    def _behind(self) -> dict[Any, int]:
-        """Input partitions that may still hold earlier records: unread ones past what is held."""
+    def _behind(self, known_unread_only: bool = False) -> dict[Any, int]:
+        """Input partitions that may still hold earlier records: unread ones past what is held.
+
+        After a quiet spell, only partitions known to have unread records hold
+        the others back: one never read, or whose end is unknown, has nothing
+        on its way, but a fetch that merely lagged must not let records pass it.
+        """
         assert self._consumer is not None
         behind = {}
         for partition in self._consumer.assignment():
@@ -215,7 +220,8 @@ class Ingest:
             held = self._held.get(partition)
             next_offset = held[-1].offset + 1 if held else self._next_offset.get(partition)
             highwater = self._consumer.highwater(partition)
-            if highwater is None or next_offset is None or next_offset < highwater:
+            unknown = highwater is None or next_offset is None
+            if (unknown and not known_unread_only) or (not unknown and next_offset < highwater):
                 behind[partition] = self._partition_time.get(partition, NEVER_READ)
         return behind
 

@@ -193,3 +193,13 @@ def test_repeated_looks_at_a_fleet_at_the_baseline_rate_rarely_false_alarm(basel
                 false_alarms += 1
                 break
     assert false_alarms / runs <= rule.alpha * 2  # sampling slack on 400 runs
+
+
+def test_a_device_reported_affected_again_earlier_is_counted_once_at_its_earliest():
+    evidence = fleet_stream(300, 15)
+    first = next(fact for fact in evidence if fact.kind is EvidenceKind.AFFECTED)
+    earlier = Evidence(EvidenceKind.AFFECTED, KB, first.device, first.arch, first.time_ms - 30 * MINUTE_MS)
+    engine, alerts = run_fleet([*evidence, earlier])
+    _, expected = run_fleet([earlier if fact is first else fact for fact in evidence])
+    assert alerts == expected
+    assert engine.metrics.registry.get_sample_value("kbwatch_update_affected_devices", {"kb": KB}) == 15
