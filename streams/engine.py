@@ -63,6 +63,7 @@ class Engine:
         # The newest fleet clock seen: it expires idle devices in event time.
         self.fleet_time_ms = 0
         self._swept_day: dict[int, int] = {}
+        self._partition_time: dict[int, int] = {}  # partition -> fleet time of its last tick
         self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
 
     def _full(self) -> bool:
@@ -81,6 +82,14 @@ class Engine:
             self.metrics.signals.labels(signal.kind.value, outcome).inc()
             return Output()
         state = _decoded(stored)
+        if state is not None and is_expired(state, signal.time_ms, self.catalog):
+            # As if swept: whether the sweep got to it first depends on timing,
+            # and what a record finds must depend on event time alone.
+            state = None
+            if signal.kind is SignalKind.SEEN:
+                self._forget([signal.device])
+                self.metrics.signals.labels(signal.kind.value, "seen").inc()
+                return Output()
         if state is not None:
             state.partition = partition
         result = apply(state, signal, self.catalog)
@@ -95,6 +104,9 @@ class Engine:
         """The fleet clock reached `fleet_ms`: judge the silences due on `partition`."""
         self.fleet_time_ms = max(self.fleet_time_ms, fleet_ms)
         self.metrics.fleet_clock.set(self.fleet_time_ms / 1000)
+        # Each partition's agent runs at its own pace: its devices are judged
+        # by the ticks it has read, never by another partition's.
+        self._partition_time[partition] = max(self._partition_time.get(partition, 0), fleet_ms)
         output = Output()
         due = []
         for device, stored in list(self.watches.items()):
@@ -116,28 +128,35 @@ class Engine:
         return output
 
     def sweep(self, partition: int | None = None) -> int:
-        """Forget idle devices far behind the fleet clock; return how many."""
+        """Forget idle devices far behind the fleet clock (of their partition); return how many."""
+        fleet_ms = self.fleet_time_ms if partition is None else self._partition_time.get(partition, 0)
         expired = []
         for device, stored in list(self.states.items()):
             state = _decoded(stored)
             if state is None:
                 continue  # its partition is unknown: its next signal replaces it
             if (partition is None or state.partition == partition) and is_expired(
-                state, self.fleet_time_ms, self.catalog
+                state, fleet_ms, self.catalog
             ):
                 expired.append(device)
-        for device in expired:
-            del self.states[device]
-            self.watches.pop(device, None)
-        self.metrics.devices_expired.inc(len(expired))
+        self._forget(expired)
         self._tracked = len(self.states)
         self.metrics.devices_tracked.set(self._tracked)
         return len(expired)
 
+    def _forget(self, devices: list[str]) -> None:
+        for device in devices:
+            del self.states[device]
+            self.watches.pop(device, None)
+        self.metrics.devices_expired.inc(len(devices))
+        if self._tracked is not None:
+            self._tracked -= len(devices)
+            self.metrics.devices_tracked.dec(len(devices))
+
     def _maybe_sweep(self, partition: int) -> None:
         # A sweep decodes every state: once per day of fleet time per partition
         # is plenty against a 14-day idle limit.
-        day = self.fleet_time_ms // SWEEP_EVERY_MS
+        day = self._partition_time.get(partition, 0) // SWEEP_EVERY_MS
         if self._swept_day.get(partition, day) < day:
             self.sweep(partition)
         self._swept_day[partition] = day
