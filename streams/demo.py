@@ -78,15 +78,16 @@ def scrape(url: str) -> str:
 
 
 def wait_until_consuming(metrics_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for the worker's web server and its sieve to have joined the group."""
+    """Wait for the worker to say it is ready: its sieve joined, its tables recovered."""
+    ready_url = metrics_url.removesuffix("/metrics") + "/readyz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with code {process.returncode}")
-        if scrape(metrics_url):
+        if scrape(ready_url):  # "" until it answers 200
             return
         time.sleep(0.5)
-    raise RuntimeError(f"the worker did not serve {metrics_url} within {timeout:.0f} s")
+    raise RuntimeError(f"the worker was not ready ({ready_url}) within {timeout:.0f} s")
 
 
 def run_demo(devices: int, seed: int, web_port: int) -> int:

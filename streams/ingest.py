@@ -54,6 +54,8 @@ class Ingest:
         self._next_offset: dict[Any, int] = {}
         # Records sifted but held back until the other partitions catch up.
         self._held: dict[Any, list[Sifting]] = {}
+        self.polling = False  # joined its group and reading: what readiness needs of the sieve
+        self.finished = asyncio.Event()  # run() returned: its last batch sent and committed
 
     async def run(self) -> None:
         """Consume, sift and produce until `stop()` is called."""
@@ -84,6 +86,7 @@ class Ingest:
             quiet_polls = 0
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
+                self.polling = True
                 quiet_polls = 0 if batch else quiet_polls + 1
                 # Held records wait for slower partitions; once the input has been
                 # quiet for a while, only partitions with records known unread do.
@@ -91,8 +94,23 @@ class Ingest:
                 # simply come back empty, and releasing then reorders devices.)
                 await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
         finally:
-            await self._consumer.stop()
-            await self._producer.stop()
+            self.polling = False
+            try:
+                await self._consumer.stop()
+                await self._producer.stop()
+            finally:
+                self.finished.set()
+
+    async def drain(self, grace_seconds: float) -> bool:
+        """Stop after the batch in hand (sent and committed); False if that took too long."""
+        self.stop()
+        if self._consumer is None:
+            return True
+        try:
+            await asyncio.wait_for(self.finished.wait(), grace_seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and return."""

@@ -51,6 +51,7 @@ class Settings:
     generator_url: str = "http://localhost:3000/d/kbwatch-fleet/kbwatch-fleet"
     session_timeout_seconds: float = 30.0
     rebalance_timeout_seconds: float = 30.0
+    shutdown_grace_seconds: float = 20.0  # on SIGTERM, for the sieve's last batch
     log_level: str = "info"
     boot_loop_min_crashes: int = 3
     boot_loop_window_minutes: int = 60
@@ -86,6 +87,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1, not {getattr(self, name)}")
+        if self.shutdown_grace_seconds <= 0:
+            raise SettingsError(f"{env_name('shutdown_grace_seconds')} must be more than 0")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"{env_name('web_port')} must be a TCP port, not {self.web_port}")
         if not self.store.startswith(("memory://", "rocksdb://")):

@@ -6,6 +6,7 @@ decode a signal, hand it to the engine, send what comes back, count it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     fleet_table = _table(app, FLEET_TABLE, 1, "Per-KB evidence and the baseline (streams.fleet).")
     engine = Engine(devices, catalog, metrics, watches)
     fleet = FleetEngine(fleet_table, catalog, metrics, settings.partitions)
+    health = Health()
     ingest = Ingest(settings, metrics)
 
     async def dead_letter(event: Any, error: Exception) -> None:
@@ -105,7 +107,28 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
 
     @app.task
     async def sieve() -> None:
-        await ingest.run()
+        try:
+            await ingest.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Liveness turns false and the orchestrator restarts the worker;
+            # a worker that reads nothing must not look healthy.
+            log.exception("the sieve stopped")
+            health.sieve_failed = True
+            raise
+
+    @app.on_before_shutdown.connect
+    async def drain_sieve(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust's own consumer has stopped and committed; the sieve finishes
+        # the batch in hand, so a SIGTERM re-reads nothing on the next start.
+        if await ingest.drain(settings.shutdown_grace_seconds):
+            log.info("sieve stopped: last batch sent and committed")
+        else:
+            log.warning(
+                "sieve did not finish within %.0f s; its last batch is read again on restart",
+                settings.shutdown_grace_seconds,
+            )
 
     if settings.alertmanager_url:
         delivery = Delivery(settings, metrics)
@@ -118,11 +141,47 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(metrics.registry), content_type=METRICS_CONTENT_TYPE)
 
-    @app.page("/healthz")
+    @app.page("/livez")
+    async def livez(web: Any, request: Any) -> Any:
+        return _answer(web, health.alive())
+
+    @app.page("/healthz")  # the 0.3 name of /livez
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        return _answer(web, health.alive())
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        return _answer(web, health.ready(app, ingest))
 
     return Worker(app=app, settings=settings, metrics=metrics, engine=engine, ingest=ingest)
+
+
+@dataclass(slots=True)
+class Health:
+    """What `/livez` and `/readyz` answer."""
+
+    sieve_failed: bool = False
+
+    def alive(self) -> list[str]:
+        """Problems that a restart mends; none means alive."""
+        return ["the sieve stopped with an error"] if self.sieve_failed else []
+
+    def ready(self, app: faust.App, ingest: Ingest) -> list[str]:
+        """Problems that mean: do not count on this worker yet (or any more)."""
+        problems = self.alive()
+        if getattr(app, "rebalancing", False):
+            problems.append("rebalancing")
+        if getattr(app, "in_recovery", False):
+            problems.append("recovering tables")
+        if not ingest.polling:
+            problems.append("the sieve has not joined its consumer group")
+        return problems
+
+
+def _answer(web: Any, problems: list[str]) -> Any:
+    if problems:
+        return web.json({"status": "unavailable", "problems": problems}, status=503)
+    return web.json({"status": "ok"})
 
 
 def _table(app: faust.App, name: str, partitions: int, help_text: str) -> Any:

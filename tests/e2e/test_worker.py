@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -14,12 +17,14 @@ import pytest
 from streams import codec, documents
 from streams.broker import EmbeddedBroker, free_port
 from streams.catalog import Catalog
+from streams.demo import start_worker, stop_worker
 from streams.dlq import HEADER_REASON, HEADER_SOURCE_TOPIC
 from streams.documents import Host
 from streams.replay import replay
 from streams.sieve import Sieve
 from streams.simulate import FleetPlan, SimRecord, produce_fleet, spring_2025
 from streams.timeutil import MINUTE_MS, parse_event_time
+from streams.topics import ensure_topics
 from tests.builders import final_by_fingerprint
 from tests.e2e.conftest import alerts_of, consume_until, isolated_settings, produce, running_worker
 from tests.hostile import hostile_messages
@@ -209,3 +214,48 @@ def test_a_hostile_file_runs_through_the_live_worker_without_loss(broker: Embedd
     assert Counter(dict(message.headers)[HEADER_REASON].decode() for message in dead) == expected_reasons
     assert_live_agrees_with_replay(alerts_of(alerts), expected_alerts)
     assert "invented-" not in metrics and "bad-host" not in metrics
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_readiness_liveness_and_a_graceful_sigterm(broker: EmbeddedBroker, tmp_path: Path):
+    settings = isolated_settings(broker, tmp_path)
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    log_path = tmp_path / "worker.log"
+    asyncio.run(ensure_topics(settings))
+    process = start_worker(settings, log_path)
+    try:
+        saw_unready = False
+        while status_of_or_none(base + "/readyz") != 200:
+            saw_unready = saw_unready or status_of_or_none(base + "/readyz") == 503
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        assert saw_unready, "/readyz answered 200 before the sieve joined its group"
+        assert status_of(base + "/livez") == 200
+        asyncio.run(produce(settings, settings.events_topic, incident_documents()))
+        asyncio.run(consume_until(settings, settings.alerts_topic, lambda found: len(found) >= 1))
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=settings.shutdown_grace_seconds + 15)
+        elapsed = time.monotonic() - started
+    finally:
+        stop_worker(process)
+    log = log_path.read_text(errors="replace")
+    assert code == 0, log[-3000:]
+    assert elapsed < settings.shutdown_grace_seconds + 10
+    assert "sieve stopped: last batch sent and committed" in log
+    assert "Unclosed" not in log and "Traceback" not in log
+
+
+def status_of_or_none(url: str) -> int | None:
+    """The status a page answers with, or None while nothing listens."""
+    try:
+        return status_of(url)
+    except OSError:
+        return None
