@@ -1,7 +1,13 @@
 """What operators install must name exactly the settings the product reads."""
 
+import json
+import re
 from dataclasses import fields
 from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
 
 from streams.settings import Settings, env_name
 
@@ -28,3 +34,146 @@ def test_the_example_environment_is_accepted():
     lines = [line for line in (DEPLOY / "worker.env.example").read_text().splitlines() if "=" in line]
     environ = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
     assert Settings.from_env(environ) == Settings()
+
+
+# --- container image, compose stack and Kubernetes manifests (no Docker engine or cluster here) ---
+
+ROOT = DEPLOY.parent
+COMPOSE = DEPLOY / "compose"
+KUBERNETES = DEPLOY / "kubernetes"
+KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for it are read offline
+CUSTOM_KINDS = {"PodMonitor", "PrometheusRule", "Kustomization"}  # CRDs: checked below by hand
+
+
+def compose_file() -> dict:
+    return yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+
+
+def kubernetes_documents() -> list[dict]:
+    return [
+        document
+        for path in sorted(KUBERNETES.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
+
+
+def pinned(image: str) -> bool:
+    """A tag that names a release (digits), never `latest` or no tag at all."""
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag != "latest" and any(c.isdigit() for c in tag)
+
+
+def test_the_compose_file_matches_the_compose_specification():
+    schema = json.loads((ROOT / "tests" / "vendor" / "compose-spec.schema.json").read_text())
+    jsonschema.validate(compose_file(), schema)
+
+
+def test_the_compose_stack_has_kafka_two_workers_the_simulator_and_the_monitoring_stack():
+    services = compose_file()["services"]
+    assert {"kafka", "worker-1", "worker-2", "simulator", "prometheus", "alertmanager", "grafana"} <= set(
+        services
+    )
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["env_file"] == "kbwatch.env"
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE / source).exists(), f"compose mounts a missing {source}"
+
+
+def test_every_image_reference_is_pinned():
+    images = [service["image"] for service in compose_file()["services"].values()]
+    images += [
+        container["image"]
+        for document in kubernetes_documents()
+        if document["kind"] == "StatefulSet"
+        for container in document["spec"]["template"]["spec"]["containers"]
+    ]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    images += re.findall(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, re.MULTILINE)
+    assert len(images) >= 8
+    assert [image for image in images if not pinned(image)] == []
+
+
+def test_the_image_is_slim_unprivileged_and_checks_liveness():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:[\d.]+-slim", dockerfile, re.MULTILINE)
+    assert re.search(r"^USER 10001", dockerfile, re.MULTILINE)
+    assert "HEALTHCHECK" in dockerfile and "/livez" in dockerfile
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    assert "pip install" not in final_stage and "apt-get" not in final_stage
+
+
+def test_every_kubernetes_manifest_matches_its_schema():
+    documents = kubernetes_documents()
+    core = [document for document in documents if document["kind"] not in CUSTOM_KINDS]
+    assert {document["kind"] for document in core} >= {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+    }
+    for document in core:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomize_lists_every_manifest():
+    listed = set(yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"])
+    assert listed == {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_the_statefulset_probes_the_worker_and_keeps_its_store_on_a_volume():
+    statefulset = next(document for document in kubernetes_documents() if document["kind"] == "StatefulSet")
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["data"] == "/var/lib/kbwatch"
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    grace = statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    config = next(document for document in kubernetes_documents() if document["kind"] == "ConfigMap")
+    assert grace > float(config["data"]["KBWATCH_SHUTDOWN_GRACE_SECONDS"])
+    assert config["data"]["KBWATCH_DATA_DIR"] == mounts["data"]
+
+
+def test_the_podmonitor_scrapes_the_port_the_workers_serve():
+    documents = kubernetes_documents()
+    monitor = next(document for document in documents if document["kind"] == "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "15s"}
+    ]
+    statefulset = next(document for document in documents if document["kind"] == "StatefulSet")
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_prometheusrule_embeds_exactly_the_rules_the_monitoring_tests_check():
+    rule = next(document for document in kubernetes_documents() if document["kind"] == "PrometheusRule")
+    groups = []
+    for path in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"), key=lambda p: "alerts" in p.name):
+        groups += yaml.safe_load(path.read_text())["groups"]
+    assert rule["spec"]["groups"] == groups
+
+
+def test_the_environment_in_deploy_names_only_settings_the_worker_reads():
+    known = {env_name(spec.name) for spec in fields(Settings)}
+    used: dict[str, str] = {}
+    for line in (COMPOSE / "kbwatch.env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            used[name] = value
+    for document in kubernetes_documents():
+        if document["kind"] in ("ConfigMap", "Secret"):
+            used.update(document.get("data") or {})
+            used.update(document.get("stringData") or {})
+    assert set(used) <= known, set(used) - known
+    Settings.from_env(used).validate()
+    unit = (DEPLOY / "systemd" / "kbwatch-worker.service").read_text()
+    assert set(re.findall(r"KBWATCH_[A-Z_]+", unit)) <= known
