@@ -9,7 +9,10 @@ from streams.catalog import Catalog
 from streams.detector import apply
 from streams.device import DeviceState
 from streams.documents import Host
+from streams.replay import replay
+from streams.sieve import Sieve
 from streams.signals import Signal, SignalKind
+from streams.simulate import SimRecord
 from streams.timeutil import MINUTE_MS, parse_event_time
 
 DEVICE = "7fc9aebf-68ae-4168-baa8-827d10d93179"
@@ -74,6 +77,16 @@ def final_by_fingerprint(alerts: list[dict[str, Any]]) -> dict[str, tuple[str, s
             alert["endsAt"],
         )
     return final
+
+
+def replayed_verdicts(stream: list[SimRecord]) -> dict[str, tuple[str, str, str, str]]:
+    """What `kbwatch replay` ends with for the stream: what the live worker must end with too."""
+    offline = replay(
+        ((str(index), record.value) for index, record in enumerate(stream)),
+        catalog=Catalog(),
+        sieve=Sieve(1 << 20),
+    )
+    return final_by_fingerprint([alert.to_json() for alert in offline.alerts])
 
 
 def line(document: dict[str, Any]) -> bytes:

@@ -25,12 +25,11 @@ from streams.engine import Engine
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
-from streams.replay import replay
 from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import Signal
 from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import wall_clock_ms
-from tests.builders import final_by_fingerprint
+from tests.builders import final_by_fingerprint, replayed_verdicts
 
 Partition = tuple[Source, int]
 
@@ -134,19 +133,10 @@ class Schedule:
         self.alerts += [alert.to_json() for alert in alerts]
 
 
-def replayed(stream: list[SimRecord]) -> dict:
-    summary = replay(
-        ((str(index), record.value) for index, record in enumerate(stream)),
-        catalog=Catalog(),
-        sieve=Sieve(1 << 20),
-    )
-    return final_by_fingerprint([alert.to_json() for alert in summary.alerts])
-
-
 @pytest.mark.parametrize(("devices", "fleet_seed", "schedules"), [(100, 5, range(4)), (240, 99, range(4))])
 def test_any_schedule_of_the_live_path_ends_with_the_alerts_of_replay(devices, fleet_seed, schedules):
     stream, _ = spring_2025(FleetPlan(devices=devices, seed=fleet_seed))
-    expected = replayed(stream)
+    expected = replayed_verdicts(stream)
     assert any(status == "firing" for status, *_ in expected.values())
     for seed in schedules:
         live = Schedule(random.Random(seed)).run(stream)

@@ -17,17 +17,14 @@ import pytest
 
 from streams import codec, documents
 from streams.broker import EmbeddedBroker, free_port
-from streams.catalog import Catalog
 from streams.demo import scrape as scrape_or_empty
 from streams.demo import start_worker, stop_worker, wait_until_consuming
 from streams.dlq import HEADER_REASON, HEADER_SOURCE_TOPIC
 from streams.documents import Host
-from streams.replay import replay
-from streams.sieve import Sieve
-from streams.simulate import FleetPlan, SimRecord, produce_fleet, spring_2025
+from streams.simulate import FleetPlan, produce_fleet, spring_2025
 from streams.timeutil import MINUTE_MS, parse_event_time
 from streams.topics import ensure_topics
-from tests.builders import final_by_fingerprint
+from tests.builders import final_by_fingerprint, replayed_verdicts
 from tests.e2e.conftest import alerts_of, consume_until, isolated_settings, produce, running_worker
 from tests.hostile import hostile_messages
 
@@ -54,16 +51,6 @@ def incident_documents() -> list[bytes]:
         ]
     docs.append(documents.kernel_power_41(SINGLE, T0 + 30 * MINUTE_MS, 200, 395))
     return [codec.dumps(document) for document in docs]
-
-
-def replayed_verdicts(stream: list[SimRecord]) -> dict:
-    """What `kbwatch replay` ends with for the stream: what the live worker must end with too."""
-    offline = replay(
-        ((str(index), record.value) for index, record in enumerate(stream)),
-        catalog=Catalog(),
-        sieve=Sieve(1 << 20),
-    )
-    return final_by_fingerprint([alert.to_json() for alert in offline.alerts])
 
 
 def assert_live_agrees_with_replay(live: list[dict], expected: dict) -> None:
