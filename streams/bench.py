@@ -54,6 +54,7 @@ class BenchPlan:
     incidents: int = 120
     state_devices: int = 100_000
     skip_peers: bool = False
+    store: str = "memory://"  # the worker's table store (KBWATCH_STORE)
 
 
 def progress(text: str) -> None:
@@ -364,6 +365,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             rebalance_timeout_seconds=6.0,
             data_dir=str(workdir / "data"),
             log_level="warning",
+            store=plan.store,
         )
         settings = replace(base.isolated(prefix), events_topic=topic)
         from streams.topics import ensure_topics
@@ -421,6 +423,7 @@ def _figures(
         "noise_per_hour": plan.noise_per_hour if not plan.input_file else None,
         "input": plan.input_file or "simulated",
         "partitions": plan.partitions,
+        "store": plan.store,
         "incidents": plan.incidents,
         "state_devices": plan.state_devices,
         "machine": f"{os.cpu_count()} cores, {_cpu_model()}",

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--incidents", type=int, default=120, help="boot loops timed for latency (120)")
     bench.add_argument("--state-devices", type=int, default=100_000, help="devices for state size (100000)")
     bench.add_argument("--skip-peers", action="store_true", help="do not run the Faust and Quix peers")
+    bench.add_argument(
+        "--store", default="memory://", help="the worker's table store: memory:// or rocksdb:// (memory://)"
+    )
     bench.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
     bench.set_defaults(run=_run_bench)
 
@@ -236,6 +239,7 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         incidents=arguments.incidents,
         state_devices=arguments.state_devices,
         skip_peers=arguments.skip_peers,
+        store=arguments.store,
     )
     figures = run_bench(plan, broker=arguments.broker)
     print(table(figures))
