@@ -8,10 +8,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams import __version__
 from streams.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from streams.metrics import Metrics
 
 EXIT_USAGE = 2
 
@@ -147,14 +150,15 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 def _run_worker(arguments: argparse.Namespace) -> int:
     import faust
 
-    from streams.topics import ensure_topics
+    from streams.metrics import Metrics
     from streams.worker import build_worker
 
     settings = _settings(arguments)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings))
-    worker = build_worker(settings)
+    metrics = Metrics.create()
+    loop.run_until_complete(_topics_when_the_broker_answers(settings, metrics))
+    worker = build_worker(settings, metrics)
     print(
         f"kbwatch worker: broker {settings.broker}, reading {settings.events_topic} and "
         f"{settings.installs_topic}, metrics on http://{settings.web_host}:{settings.web_port}/metrics",
@@ -168,6 +172,33 @@ def _run_worker(arguments: argparse.Namespace) -> int:
     faust_worker.spinner = None
     faust_worker.execute_from_commandline()
     return 0
+
+
+async def _topics_when_the_broker_answers(settings: Settings, metrics: Metrics) -> None:
+    """Create the topics, retrying with backoff while the broker cannot be reached.
+
+    A worker started before its broker (a cluster restarting, a compose stack
+    coming up) waits for it instead of exiting.
+    """
+    from aiokafka.errors import KafkaError
+
+    from streams.topics import ensure_topics
+
+    delay = 1.0
+    while True:
+        try:
+            await ensure_topics(settings)
+            return
+        except (KafkaError, OSError) as error:
+            metrics.broker_errors.labels("startup").inc()
+            print(
+                f"kbwatch worker: broker {settings.broker} not reachable ({error}); "
+                f"retrying in {delay:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def _run_replay(arguments: argparse.Namespace) -> int:

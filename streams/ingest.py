@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from streams import dlq
 from streams.align import NEVER_READ, Timed, merge
@@ -33,6 +34,8 @@ MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
 POLL_MS = 500
 QUIET_FLUSH_MS = 2_000
+RETRY_FIRST_SECONDS = 1.0  # after a broker error; doubles up to RETRY_MAX_SECONDS
+RETRY_MAX_SECONDS = 30.0
 
 Sifting = Timed[tuple[Any, list[SieveResult]]]
 
@@ -84,15 +87,25 @@ class Ingest:
         log.info("sieve reading %s and %s", settings.events_topic, settings.installs_topic)
         try:
             quiet_polls = 0
+            backoff = RETRY_FIRST_SECONDS
             while not self._stopping.is_set():
-                batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
-                self.polling = True
-                quiet_polls = 0 if batch else quiet_polls + 1
-                # Held records wait for slower partitions; once the input has been
-                # quiet for a while, only partitions with records known unread do.
-                # (A single empty poll is not enough: mid-backlog, a fetch can
-                # simply come back empty, and releasing then reorders devices.)
-                await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
+                    self.polling = True
+                    quiet_polls = 0 if batch else quiet_polls + 1
+                    # Held records wait for slower partitions; once the input has been
+                    # quiet for a while, only partitions with records known unread do.
+                    # (A single empty poll is not enough: mid-backlog, a fetch can
+                    # simply come back empty, and releasing then reorders devices.)
+                    await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
+                    backoff = RETRY_FIRST_SECONDS
+                except KafkaError as error:
+                    # The broker blinked: never exit, read again from the last commit.
+                    self.metrics.broker_errors.labels("sieve").inc()
+                    log.warning("sieve: broker error (%s); retrying in %.0f s", error, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+                    await self._rewind()
         finally:
             self.polling = False
             try:
@@ -100,6 +113,21 @@ class Ingest:
                 await self._producer.stop()
             finally:
                 self.finished.set()
+
+    async def _rewind(self) -> None:
+        """Forget what is held and read again from the committed offsets (at least once)."""
+        assert self._consumer is not None
+        self._held.clear()
+        self._next_offset.clear()
+        for partition in self._consumer.assignment():
+            try:
+                committed = await self._consumer.committed(partition)
+            except KafkaError:
+                return  # still down: the next poll fails and rewinds again
+            if committed is None:
+                await self._consumer.seek_to_beginning(partition)
+            else:
+                self._consumer.seek(partition, committed)
 
     async def drain(self, grace_seconds: float) -> bool:
         """Stop after the batch in hand (sent and committed); False if that took too long."""

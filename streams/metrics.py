@@ -54,6 +54,7 @@ class Metrics:
     fleet_clock: Gauge
     evidence: Counter
     evidence_held: Gauge
+    broker_errors: Counter
     evidence_late: Counter
     kb_installed: Gauge
     kb_affected: Gauge
@@ -137,6 +138,12 @@ class Metrics:
                 "Facts the fleet agent holds until every signals partition's fleet clock passes them.",
                 registry=registry,
             ),
+            broker_errors=Counter(
+                "kbwatch_broker_errors",
+                "Broker errors a component retried after (with backoff), by component.",
+                ["component"],
+                registry=registry,
+            ),
             evidence_late=Counter(
                 "kbwatch_evidence_late",
                 "Facts older than what the fleet agent had already released: applied out of order.",
@@ -211,6 +218,8 @@ class Metrics:
             if evidence_kind is not EvidenceKind.PROGRESS:
                 metrics.evidence.labels(evidence_kind.value)
         metrics.set_kb_gauges({}, (0, 0, 0, 0))
+        for component in ("sieve", "startup"):
+            metrics.broker_errors.labels(component)
         for outcome in ("ok", "error"):
             metrics.delivery_requests.labels(outcome)
         for code in stop_code_labels():

@@ -288,3 +288,56 @@ def test_a_loop_whose_crashes_straddle_a_killed_worker_is_still_detected(
     assert len(firing) == 1, alerts
     assert alerts[0]["labels"]["device"] == LOOPER.host_id
     assert alerts[0]["startsAt"] == "2025-04-08T14:24:02.000Z"
+
+
+def test_a_thirty_second_broker_outage_mid_stream_is_survived(tmp_path: Path):
+    """Its own broker, stopped and started again on the same port.
+
+    The embedded broker keeps topics in memory, so its restart is a connection
+    test (the worker must neither exit nor stop reading), not a durability test.
+    """
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as own:
+        settings = isolated_settings(own, tmp_path)
+        with running_worker(settings, tmp_path / "worker.log") as metrics_url:
+            asyncio.run(produce(settings, settings.events_topic, incident_documents()[:2]))
+            own.stop()
+            time.sleep(30)
+            own.start()
+            asyncio.run(ensure_topics(settings))  # gone with the broker's memory
+            asyncio.run(produce(settings, settings.events_topic, incident_documents()))
+            alerts = alerts_of(
+                asyncio.run(
+                    consume_until(settings, settings.alerts_topic, lambda found: len(found) >= 1, timeout=180)
+                )
+            )
+            metrics = scrape(metrics_url)
+        assert alerts[0]["labels"]["device"] == LOOPER.host_id
+        # The sieve noticed the outage, counted it, retried, and the stream went on.
+        errors = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith('kbwatch_broker_errors_total{component="sieve"}')
+        )
+        assert float(errors.split()[-1]) >= 1
+        assert "sieve: broker error" in (tmp_path / "worker.log").read_text()
+
+
+def test_a_worker_started_before_its_broker_waits_for_it(tmp_path: Path):
+    own = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    settings = isolated_settings(own, tmp_path)
+    process = start_worker(settings, tmp_path / "worker.log")
+    try:
+        time.sleep(8)
+        assert process.poll() is None, (tmp_path / "worker.log").read_text()
+        with own:
+            wait_until_consuming(f"http://{settings.web_host}:{settings.web_port}/metrics", process, 120)
+            asyncio.run(produce(settings, settings.events_topic, incident_documents()))
+            alerts = asyncio.run(
+                consume_until(settings, settings.alerts_topic, lambda found: len(found) >= 1)
+            )
+            assert alerts
+            code = stop_worker(process)
+    finally:
+        stop_worker(process)
+    assert code == 0
+    assert "not reachable" in (tmp_path / "worker.log").read_text()
