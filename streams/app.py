@@ -6,6 +6,7 @@ from pathlib import Path
 
 import faust
 
+from streams.security import faust_credentials
 from streams.settings import Settings
 
 
@@ -34,4 +35,5 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         producer_linger_ms=5,
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
     )

@@ -48,8 +48,12 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A Tansu process on 127.0.0.1; use as a context manager or start()/stop()."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: Path | None = None, advertised_port: int | None = None
+    ) -> None:
         self.port = port or free_port()
+        # Clients are told to reach the broker here: a TLS proxy's port, say.
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +70,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
         ]

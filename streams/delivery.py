@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams import codec
 from streams.metrics import Metrics
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.timeutil import MINUTE_MS, to_rfc3339, wall_clock_ms
 
@@ -103,6 +104,7 @@ class Delivery:
             client_id=f"{self.settings.app_id}-delivery",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **aiokafka_options(self.settings),
         )
         await consumer.start()
         try:

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streams import codec, stack
 from streams.broker import EmbeddedBroker, free_port
+from streams.security import aiokafka_options
 from streams.settings import Settings, env_name
 from streams.simulate import Expectation, FleetPlan, produce_fleet, spring_2025
 from streams.topics import ensure_topics
@@ -166,7 +167,10 @@ async def _produce_and_watch(settings: Settings, devices: int, seed: int, metric
     producing = asyncio.create_task(produce_fleet(plan, settings, stream))
     seen: dict[str, dict[str, Any]] = {}  # fingerprint -> last alert
     consumer = AIOKafkaConsumer(
-        settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers(), auto_offset_reset="earliest"
+        settings.alerts_topic,
+        bootstrap_servers=settings.bootstrap_servers(),
+        auto_offset_reset="earliest",
+        **aiokafka_options(settings),
     )
     await consumer.start()
     last_news = time.monotonic()

@@ -23,6 +23,7 @@ from streams.align import NEVER_READ, Timed, merge
 from streams.clock import MAX_CLOCK_SKEW_MS, FleetClock
 from streams.metrics import Metrics
 from streams.outcomes import Rejected
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import Signal, SignalKind
@@ -68,6 +69,7 @@ class Ingest:
             client_id=f"{settings.app_id}-sieve",
             linger_ms=5,
             acks="all",
+            **aiokafka_options(settings),
         )
         self._consumer = AIOKafkaConsumer(
             settings.events_topic,
@@ -81,6 +83,7 @@ class Ingest:
             session_timeout_ms=int(settings.session_timeout_seconds * 1000),
             heartbeat_interval_ms=max(1000, int(settings.session_timeout_seconds * 1000) // 3),
             rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
+            **aiokafka_options(settings),
         )
         await self._producer.start()
         await self._consumer.start()

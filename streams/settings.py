@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -58,6 +58,15 @@ class Settings:
     boot_loop_after_install_hours: int = 72
     boot_loop_stable_hours: int = 6
     runbook_base_url: str = RUNBOOK_BASE_URL
+    # Kafka security (streams/security.py); secrets never appear in repr, logs or metrics.
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    ssl_cafile: str = ""  # CA bundle that signed the brokers' certificates (empty: system CAs)
+    ssl_certfile: str = ""  # client certificate (mutual TLS), with ssl_keyfile
+    ssl_keyfile: str = ""
+    sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_password_file: str = ""  # read at start-up instead of KBWATCH_SASL_PASSWORD
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +126,26 @@ class Settings:
         _device_map(self.wufb_device_map)
         if len(set(topics)) != len(topics) or not all(topics):
             raise SettingsError("the five topic names must be set and all different")
+        self._validate_security()
+
+    def _validate_security(self) -> None:
+        protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.security_protocol not in protocols:
+            raise SettingsError(f"{env_name('security_protocol')} must be one of {', '.join(protocols)}")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{env_name(name)}={path!r}: no such file")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise SettingsError("KBWATCH_SSL_CERTFILE and KBWATCH_SSL_KEYFILE go together")
+        if self.security_protocol.startswith("SASL"):
+            mechanisms = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+            if self.sasl_mechanism not in mechanisms:
+                raise SettingsError(f"{env_name('sasl_mechanism')} must be one of {', '.join(mechanisms)}")
+            if not self.sasl_username or not (self.sasl_password or self.sasl_password_file):
+                raise SettingsError(
+                    "SASL needs KBWATCH_SASL_USERNAME and KBWATCH_SASL_PASSWORD or KBWATCH_SASL_PASSWORD_FILE"
+                )
 
     def isolated(self, prefix: str) -> Settings:
         """A copy whose app id and six topics all start with `prefix`: for tests and benchmarks

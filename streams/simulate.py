@@ -26,6 +26,7 @@ from streams import codec, documents
 from streams.collectors import render
 from streams.documents import Host
 from streams.formats.detect import InputFormat
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sieve import Source
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time, to_rfc3339
@@ -415,7 +416,9 @@ async def produce_fleet(plan: FleetPlan, settings: Settings, stream: list[SimRec
     """Produce the simulated stream into the broker's input topics, unkeyed as Winlogbeat does."""
     records = stream if stream is not None else spring_2025(plan)[0]
     topics = {Source.WINLOGBEAT: settings.events_topic, Source.INSTALLS: settings.installs_topic}
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers(), linger_ms=20, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers(), linger_ms=20, acks="all", **aiokafka_options(settings)
+    )
     await producer.start()
     try:
         for record in records:

@@ -11,6 +11,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from streams.security import aiokafka_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,11 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> None:
     Existing topics are left as they are; a signals or evidence topic with the
     wrong partition count is reported, because its table would not match it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers(), client_id=settings.app_id)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers(),
+        client_id=settings.app_id,
+        **aiokafka_options(settings),
+    )
     for attempt in range(1, attempts + 1):
         try:
             await admin.start()

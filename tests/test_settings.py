@@ -39,3 +39,60 @@ def test_rule_thresholds_are_configurable():
 def test_bad_values_are_named(environ, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(environ)
+
+
+def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp_path):
+    from streams.security import aiokafka_options, faust_credentials
+
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-file\n")
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        settings = Settings.from_env(
+            {
+                "KBWATCH_SECURITY_PROTOCOL": "SASL_SSL",
+                "KBWATCH_SASL_MECHANISM": mechanism,
+                "KBWATCH_SASL_USERNAME": "kbwatch",
+                "KBWATCH_SASL_PASSWORD_FILE": str(secret),
+            }
+        )
+        options = aiokafka_options(settings)
+        assert options["security_protocol"] == "SASL_SSL"
+        assert options["sasl_mechanism"] == mechanism
+        assert options["sasl_plain_username"] == "kbwatch"
+        assert options["sasl_plain_password"] == "s3cret-from-file"
+        assert options["ssl_context"] is not None
+        credentials = faust_credentials(settings)
+        assert credentials.mechanism.value == mechanism and credentials.protocol.value == "SASL_SSL"
+        assert "s3cret" not in repr(credentials)
+    inline = Settings.from_env(
+        {
+            "KBWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KBWATCH_SASL_USERNAME": "kbwatch",
+            "KBWATCH_SASL_PASSWORD": "inline-secret",
+        }
+    )
+    assert "inline-secret" not in repr(inline)
+    assert "ssl_context" not in aiokafka_options(inline)
+    assert aiokafka_options(Settings()) == {"security_protocol": "PLAINTEXT"}
+    assert faust_credentials(Settings()) is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"KBWATCH_SECURITY_PROTOCOL": "TLS"}, "KBWATCH_SECURITY_PROTOCOL"),
+        (
+            {"KBWATCH_SECURITY_PROTOCOL": "SSL", "KBWATCH_SSL_CAFILE": "missing-ca.pem"},
+            "KBWATCH_SSL_CAFILE",
+        ),
+        ({"KBWATCH_SECURITY_PROTOCOL": "SSL", "KBWATCH_SSL_CERTFILE": __file__}, "KBWATCH_SSL_KEYFILE"),
+        ({"KBWATCH_SECURITY_PROTOCOL": "SASL_SSL", "KBWATCH_SASL_USERNAME": "u"}, "KBWATCH_SASL_PASSWORD"),
+        (
+            {"KBWATCH_SECURITY_PROTOCOL": "SASL_SSL", "KBWATCH_SASL_MECHANISM": "GSSAPI"},
+            "KBWATCH_SASL_MECHANISM",
+        ),
+    ],
+)
+def test_unusable_security_settings_name_their_variable(environ, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(environ)

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams import codec
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import start_worker, stop_worker, wait_until_consuming
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -60,7 +61,7 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[str]:
 
 
 async def produce(settings: Settings, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers())
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers(), **aiokafka_options(settings))
     await producer.start()
     try:
         for value in values:
@@ -83,7 +84,10 @@ async def consume_until(
     On timeout, raise; or with `strict=False` return what was read, for a more telling assertion.
     """
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.bootstrap_servers(), auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=settings.bootstrap_servers(),
+        auto_offset_reset="earliest",
+        **aiokafka_options(settings),
     )
     await consumer.start()
     messages: list[Any] = []

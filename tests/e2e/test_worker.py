@@ -26,6 +26,7 @@ from streams.timeutil import MINUTE_MS, parse_event_time
 from streams.topics import ensure_topics
 from tests.builders import final_by_fingerprint, replayed_verdicts
 from tests.e2e.conftest import alerts_of, consume_until, isolated_settings, produce, running_worker
+from tests.e2e.tls import TlsProxy, make_certificates
 from tests.hostile import hostile_messages
 
 pytestmark = pytest.mark.e2e
@@ -341,3 +342,29 @@ def test_a_worker_started_before_its_broker_waits_for_it(tmp_path: Path):
         stop_worker(process)
     assert code == 0
     assert "not reachable" in (tmp_path / "worker.log").read_text()
+
+
+def test_the_worker_speaks_tls_to_a_broker_that_requires_it(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """Through a TLS-terminating proxy that the broker advertises; a client without the CA is refused."""
+    certificates = make_certificates(tmp_path)
+    proxy_port = free_port()
+    with (
+        EmbeddedBroker(log_path=tmp_path / "tansu.log", advertised_port=proxy_port) as own,
+        TlsProxy(proxy_port, own.port, certificates),
+    ):
+        settings = replace(
+            isolated_settings(own, tmp_path),
+            broker=f"127.0.0.1:{proxy_port}",
+            security_protocol="SSL",
+            ssl_cafile=str(certificates.ca),
+        )
+        with running_worker(settings, tmp_path / "worker.log"):
+            asyncio.run(produce(settings, settings.events_topic, incident_documents()))
+            alerts = alerts_of(
+                asyncio.run(consume_until(settings, settings.alerts_topic, lambda found: len(found) >= 1))
+            )
+        assert alerts[0]["labels"]["device"] == LOOPER.host_id
+        untrusting = replace(settings, ssl_cafile="")  # the system CAs: ours is not among them
+        with pytest.raises(Exception):  # noqa: B017 - aiokafka wraps the TLS refusal differently by version
+            asyncio.run(asyncio.wait_for(produce(untrusting, settings.events_topic, [b"{}"]), 20))
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
