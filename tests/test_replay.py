@@ -180,3 +180,18 @@ def test_cli_replay_reads_stdin_and_names_missing_files(tmp_path):
         [sys.executable, "-m", "streams.cli", "replay", "-"], input=b"\n\n", capture_output=True, check=True
     )
     assert piped.stdout == b""
+
+
+def test_replaying_the_same_input_twice_writes_byte_identical_alerts():
+    stream, _ = spring_2025(FleetPlan(devices=60, seed=11))
+    outputs = []
+    for _ in range(2):
+        out = io.BytesIO()
+        replay(
+            ((str(index), record.value) for index, record in enumerate(stream)),
+            catalog=Catalog(),
+            sieve=Sieve(1 << 20),
+            alert_out=out,
+        )
+        outputs.append(out.getvalue())
+    assert outputs[0] and outputs[0] == outputs[1]
