@@ -106,6 +106,22 @@ PIPELINE = (
         (("sum by (outcome) (rate(kbwatch_delivery_requests_total[5m]))", "{{outcome}}"),),
         unit="ops",
     ),
+    Panel(
+        "Broker errors retried",
+        (
+            (
+                "sum by (instance, component) (increase(kbwatch_broker_errors_total[5m]))",
+                "{{instance}} {{component}}",
+            ),
+        ),
+    ),
+    Panel(
+        "Fleet facts waiting for the fleet clock",
+        (
+            ("kbwatch_fleet_evidence_held", "{{instance}} held"),
+            ("increase(kbwatch_evidence_late_total[1h])", "{{instance}} late"),
+        ),
+    ),
     Panel("Workers up", (('up{job="kbwatch"}', "{{instance}}"),), kind="stat"),
 )
 
