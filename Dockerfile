@@ -8,7 +8,6 @@ WORKDIR /src
 RUN python -m venv /opt/kbwatch
 COPY pyproject.toml README.md ./
 COPY streams ./streams
-COPY schemas ./schemas
 # rocksdict: the RocksDB table store (KBWATCH_STORE=rocksdb://) for state bigger than memory.
 RUN /opt/kbwatch/bin/pip install --no-cache-dir ".[rocksdb]"
 
@@ -16,7 +15,6 @@ FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 kbwatch \
     && useradd --system --uid 10001 --gid kbwatch --home-dir /var/lib/kbwatch --create-home kbwatch
 COPY --from=build /opt/kbwatch /opt/kbwatch
-COPY deploy /opt/kbwatch/deploy
 ENV PATH=/opt/kbwatch/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     KBWATCH_DATA_DIR=/var/lib/kbwatch \

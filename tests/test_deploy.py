@@ -2,6 +2,10 @@
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -177,3 +181,32 @@ def test_the_environment_in_deploy_names_only_settings_the_worker_reads():
     Settings.from_env(used).validate()
     unit = (DEPLOY / "systemd" / "kbwatch-worker.service").read_text()
     assert set(re.findall(r"KBWATCH_[A-Z_]+", unit)) <= known
+
+
+def test_the_image_build_finds_what_it_copies_and_leaves_the_rest_out():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", dockerfile, re.MULTILINE):
+        for source in line.split()[:-1]:  # the last one is the destination
+            assert (ROOT / source).exists(), f"the Dockerfile copies a missing {source}"
+    context = (COMPOSE / compose_file()["x-worker"]["build"]["context"]).resolve()
+    assert context == ROOT.resolve() and (context / "Dockerfile").is_file()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv"} <= set(ignored)
+
+
+def test_the_wheel_the_image_installs_holds_every_package(tmp_path):
+    """The image runs `pip install .`, not the editable install the tests use."""
+    source = tmp_path / "source"  # setuptools builds in the tree it is given: not this one
+    shutil.copytree(ROOT / "streams", source / "streams", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(source), "-w", str(tmp_path)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    (wheel,) = tmp_path.glob("kbwatch-*.whl")
+    packed = {name.rsplit("/", 1)[0] for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
+    packages = {str(init.parent.relative_to(ROOT)) for init in (ROOT / "streams").rglob("__init__.py")}
+    assert packages <= packed
