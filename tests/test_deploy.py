@@ -200,8 +200,9 @@ def test_the_wheel_the_image_installs_holds_every_package(tmp_path):
     shutil.copytree(ROOT / "streams", source / "streams", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
     completed = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", str(source), "-w", str(tmp_path)],
+        [*command, str(source), "-w", str(tmp_path)],
         capture_output=True,
         timeout=300,
     )
