@@ -91,8 +91,12 @@ class Ingest:
         try:
             quiet_polls = 0
             backoff = RETRY_FIRST_SECONDS
+            rewind = False
             while not self._stopping.is_set():
                 try:
+                    if rewind:
+                        await self._rewind()
+                        rewind = False
                     batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
                     self.polling = True
                     quiet_polls = 0 if batch else quiet_polls + 1
@@ -108,7 +112,7 @@ class Ingest:
                     log.warning("sieve: broker error (%s); retrying in %.0f s", error, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, RETRY_MAX_SECONDS)
-                    await self._rewind()
+                    rewind = True  # until it succeeds: records read but not sent must be read again
         finally:
             self.polling = False
             try:
@@ -123,10 +127,7 @@ class Ingest:
         self._held.clear()
         self._next_offset.clear()
         for partition in self._consumer.assignment():
-            try:
-                committed = await self._consumer.committed(partition)
-            except KafkaError:
-                return  # still down: the next poll fails and rewinds again
+            committed = await self._consumer.committed(partition)  # KafkaError: tried again
             if committed is None:
                 await self._consumer.seek_to_beginning(partition)
             else:
