@@ -30,6 +30,27 @@ def refused_device(device: str) -> Rejected | None:
     return None
 
 
+def kb_and_time(
+    raw_kb: object, raw_time: object, now_ms: int, kb_field: str, time_field: str
+) -> tuple[str, int] | Outcome:
+    """The KB and the install's event time of any install format, or why the record is not one."""
+    kb = kb_number(raw_kb)
+    if kb is None:
+        return Rejected(RejectReason.BAD_VALUE, f"{kb_field} is not like KB5055523")
+    if kb in IGNORED_KBS:
+        return Ignored(f"{kb} is a definition or tool update")
+    try:
+        return kb, parse_event_time(raw_time, now_ms)
+    except BadTimestamp as error:
+        return Rejected(RejectReason.BAD_TIMESTAMP, f"{time_field}: {error}")
+
+
+def build_number(raw: str) -> str | None:
+    """`26100.3775` or `10.0.26100.3775` -> `26100.3775`; None if not a build."""
+    match = _BUILD.match(raw.strip())
+    return match.group(1) if match else None
+
+
 def kb_number(raw: object) -> str | None:
     """`KB5055523`, `kb5055523`, `5055523` or 5055523 -> `KB5055523`; None if not a KB."""
     if isinstance(raw, bool) or not isinstance(raw, str | int):
@@ -49,30 +70,25 @@ def normalise_install(document: Any, now_ms: int) -> Outcome:
     if refused is not None:
         return refused
     device = device.strip()
-    kb = kb_number(document.get("kb"))
-    if kb is None:
-        return Rejected(RejectReason.BAD_VALUE, "kb is not like KB5055523")
-    if kb in IGNORED_KBS:
-        return Ignored(f"{kb} is a definition or tool update")
-    try:
-        time_ms = parse_event_time(document.get("installed_at"), now_ms)
-    except BadTimestamp as error:
-        return Rejected(RejectReason.BAD_TIMESTAMP, f"installed_at: {error}")
+    checked = kb_and_time(document.get("kb"), document.get("installed_at"), now_ms, "kb", "installed_at")
+    if not isinstance(checked, tuple):
+        return checked
+    kb, time_ms = checked
     optional: dict[str, str] = {}
     for name in ("build", "arch", "source"):
         value = document.get(name)
         if value is not None and not isinstance(value, str):
             return Rejected(RejectReason.BAD_VALUE, f"{name} must be a string")
         optional[name] = _CONTROL_CHARACTERS.sub("", (value or "").strip())[:_SHORT_TEXT]
-    build_match = _BUILD.match(optional["build"])
-    if optional["build"] and build_match is None:
+    build = build_number(optional["build"])
+    if optional["build"] and build is None:
         return Rejected(RejectReason.BAD_VALUE, "build is not like 26100.3775")
     return Signal(
         device=device,
         kind=SignalKind.INSTALL,
         time_ms=time_ms,
         kb=kb,
-        build=build_match.group(1) if build_match else "",
+        build=build or "",
         arch=optional["arch"],
         source=optional["source"] or "native",
     )

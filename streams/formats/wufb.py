@@ -9,17 +9,12 @@ JSON `{"<AzureADDeviceId>": "<device key>"}`), else by the lower-cased
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from streams.catalog import IGNORED_KBS
-from streams.installs import kb_number, refused_device
+from streams.installs import build_number, kb_and_time, refused_device
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason
 from streams.signals import Signal, SignalKind
-from streams.timeutil import BadTimestamp, parse_event_time
-
-_BUILD = re.compile(r"^(?:10\.0\.)?(\d{5}\.\d{1,6})$")
 
 
 def wufb_install(row: dict[str, Any], now_ms: int, device_map: Mapping[str, str]) -> Outcome:
@@ -37,22 +32,18 @@ def wufb_install(row: dict[str, Any], now_ms: int, device_map: Mapping[str, str]
     refused = refused_device(device)
     if refused is not None:
         return refused
-    kb = kb_number(row.get("TargetKBNumber"))
-    if kb is None:
-        return Rejected(RejectReason.BAD_VALUE, "TargetKBNumber is not like 5055523")
-    if kb in IGNORED_KBS:
-        return Ignored(f"{kb} is a definition or tool update")
-    try:
-        time_ms = parse_event_time(installed_at, now_ms)
-    except BadTimestamp as error:
-        return Rejected(RejectReason.BAD_TIMESTAMP, f"UpdateInstalledTime: {error}")
+    checked = kb_and_time(
+        row.get("TargetKBNumber"), installed_at, now_ms, "TargetKBNumber", "UpdateInstalledTime"
+    )
+    if not isinstance(checked, tuple):
+        return checked
+    kb, time_ms = checked
     build = row.get("TargetBuild")
-    build_match = _BUILD.match(build.strip()) if isinstance(build, str) else None
     return Signal(
         device=device,
         kind=SignalKind.INSTALL,
         time_ms=time_ms,
         kb=kb,
-        build=build_match.group(1) if build_match else "",
+        build=(build_number(build) if isinstance(build, str) else None) or "",
         source="wufb",
     )
