@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["winlogbeat", "otlp_json", "otel_raw", "xml", "nxlog", "fluentbit"],
         help="ship the event records as this collector does (default winlogbeat)",
     )
+    simulate.add_argument(
+        "--keyed",
+        action="store_true",
+        help="key each record by device (what several workers need; default unkeyed, as Winlogbeat ships)",
+    )
     simulate.set_defaults(run=_run_simulate)
 
     demo = commands.add_parser("demo", help="broker + worker + simulated fleet, alerts as they fire")
@@ -313,6 +318,7 @@ def _run_simulate(arguments: argparse.Namespace) -> int:
         seed=arguments.seed,
         noise_per_hour=arguments.noise_per_hour,
         collector=InputFormat(arguments.collector),
+        keyed=arguments.keyed,
     )
     if arguments.output:
         count = write_fleet(plan, arguments.output)

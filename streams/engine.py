@@ -28,6 +28,7 @@ from streams.evidence import Evidence
 from streams.metrics import Metrics, stop_code_label
 from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
+from streams.watermarks import Coverage, InputWatermarks
 
 SWEEP_EVERY_MS = 24 * HOUR_MS
 
@@ -64,6 +65,7 @@ class Engine:
         self.fleet_time_ms = 0
         self._swept_day: dict[int, int] = {}
         self._partition_time: dict[int, int] = {}  # partition -> fleet time of its last tick
+        self._inputs: dict[int, InputWatermarks] = {}  # partition -> what each sieve's ticks said
         self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
 
     def _full(self) -> bool:
@@ -100,8 +102,18 @@ class Engine:
             self.metrics.crash_boots.inc(result.new_crash_boots)
         return self._count(result)
 
-    def tick(self, fleet_ms: int, partition: int = 0) -> Output:
-        """The fleet clock reached `fleet_ms`: judge the silences due on `partition`."""
+    def tick(self, fleet_ms: int, partition: int = 0, coverage: Coverage | None = None) -> Output:
+        """The fleet clock reached `fleet_ms`: judge the silences due on `partition`.
+
+        With `coverage`, the tick is one sieve's clock for its own input
+        partitions, and `partition` moves on only as far as every input
+        partition has been read (`streams.watermarks`).
+        """
+        if coverage is not None:
+            inputs = self._inputs.setdefault(partition, InputWatermarks())
+            fleet_ms = inputs.report(fleet_ms, coverage)
+            if fleet_ms <= self._partition_time.get(partition, 0):
+                return Output()  # nothing new for this partition: the slowest input holds it
         self.fleet_time_ms = max(self.fleet_time_ms, fleet_ms)
         self.metrics.fleet_clock.set(self.fleet_time_ms / 1000)
         # Each partition's agent runs at its own pace: its devices are judged

@@ -28,6 +28,7 @@ from streams.settings import Settings
 from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import Signal, SignalKind
 from streams.timeutil import wall_clock_ms
+from streams.watermarks import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Ingest:
         self._next_offset: dict[Any, int] = {}
         # Records sifted but held back until the other partitions catch up.
         self._held: dict[Any, list[Sifting]] = {}
+        # The input partitions last announced idle (nothing to read), until records come.
+        self._idle_announced: frozenset[Any] | None = None
         self.polling = False  # joined its group and reading: what readiness needs of the sieve
         self.finished = asyncio.Event()  # run() returned: its last batch sent and committed
 
@@ -104,7 +107,12 @@ class Ingest:
                     # quiet for a while, only partitions with records known unread do.
                     # (A single empty poll is not enough: mid-backlog, a fetch can
                     # simply come back empty, and releasing then reorders devices.)
-                    await self._sift_batch(batch, flush=quiet_polls * POLL_MS >= QUIET_FLUSH_MS)
+                    quiet = quiet_polls * POLL_MS >= QUIET_FLUSH_MS
+                    await self._sift_batch(batch, flush=quiet)
+                    if batch:
+                        self._idle_announced = None
+                    elif quiet and not self._held:
+                        await self._announce_idle()
                     backoff = RETRY_FIRST_SECONDS
                 except KafkaError as error:
                     # The broker blinked: never exit, read again from the last commit.
@@ -239,14 +247,43 @@ class Ingest:
         if watermark:
             # After this batch's signals, to every partition: each device agent
             # judges the silences of its own partition's devices.
-            tick = Signal(device="", kind=SignalKind.TICK, time_ms=watermark).to_wire()
-            for partition_number in range(settings.partitions):
-                pending.append(
-                    await self._producer.send(settings.signals_topic, value=tick, partition=partition_number)
-                )
+            pending += await self._send_tick(watermark, idle=False)
         if pending:
             await asyncio.gather(*pending)
         self._count(outcomes, reasons, newest_ms)
+
+    async def _send_tick(self, watermark_ms: int, idle: bool) -> list[asyncio.Future[Any]]:
+        """The sieve's clock, for the input partitions it owns, to every signals partition."""
+        assert self._consumer is not None and self._producer is not None
+        settings = self.settings
+        owned = tuple(
+            sorted(tp.partition for tp in self._consumer.assignment() if tp.topic == settings.events_topic)
+        )
+        total = len(self._consumer.partitions_for_topic(settings.events_topic) or ())
+        if not owned or not total:
+            return []  # no input of its own: this sieve has nothing to say about time
+        tick = Signal(
+            device="", kind=SignalKind.TICK, time_ms=watermark_ms, coverage=Coverage(owned, total, idle)
+        ).to_wire()
+        return [
+            await self._producer.send(settings.signals_topic, value=tick, partition=partition_number)
+            for partition_number in range(settings.partitions)
+        ]
+
+    async def _announce_idle(self) -> None:
+        """Say once that this sieve's partitions are read to their end and quiet.
+
+        Otherwise a worker whose partitions get no records would hold every
+        other worker's clock back (`streams.watermarks`).
+        """
+        assert self._consumer is not None
+        assigned = frozenset(self._consumer.assignment())
+        if assigned == self._idle_announced:
+            return
+        pending = await self._send_tick(self.clock.watermark_ms, idle=True)
+        if pending:
+            await asyncio.gather(*pending)
+        self._idle_announced = assigned
 
     @staticmethod
     def _timed(message: Any, results: list[SieveResult]) -> Sifting:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from streams import codec
+from streams.watermarks import Coverage
 
 
 class SignalKind(StrEnum):
@@ -47,6 +48,7 @@ class Signal:
     arch: str = ""  # x86_64, arm64, ...
     source: str = ""  # which input produced an INSTALL
     app: str = ""  # lower-cased executable name, for APP_CRASH
+    coverage: Coverage | None = None  # for TICK: the input partitions it speaks for (None: all)
 
     def to_wire(self) -> bytes:
         """Encode for the signals topic (empty fields left out)."""
@@ -63,12 +65,21 @@ class Signal:
         ):
             if value:
                 wire[key] = value
+        if self.coverage is not None:
+            wire["w"] = list(self.coverage.partitions)
+            wire["n"] = self.coverage.total
+            if self.coverage.idle:
+                wire["i"] = 1
         return codec.dumps(wire)
 
     @classmethod
     def from_wire(cls, payload: bytes) -> Signal:
         """Decode what `to_wire` wrote; raises ValueError/KeyError on anything else."""
         wire = codec.loads(payload)
+        coverage = None
+        if "w" in wire:
+            partitions = tuple(int(partition) for partition in wire["w"])
+            coverage = Coverage(partitions, int(wire["n"]), bool(wire.get("i", 0)))
         return cls(
             device=str(wire["d"]),
             kind=SignalKind(wire["k"]),
@@ -81,4 +92,5 @@ class Signal:
             arch=str(wire.get("a", "")),
             source=str(wire.get("s", "")),
             app=str(wire.get("p", "")),
+            coverage=coverage,
         )

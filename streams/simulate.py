@@ -114,6 +114,9 @@ class FleetPlan:
     native_install_share: float = 0.3  # installs reported on update-installs, not event 19
     max_delivery_jitter_ms: int = 90_000  # records of a device arrive this much out of order
     collector: InputFormat = InputFormat.WINLOGBEAT  # how the event records are shipped
+    # Keyed by device (as Winlogbeat's `output.kafka.key: '%{[host.id]}'` does): what
+    # several workers need to see each device's records in one partition, in order.
+    keyed: bool = False
     zone: str = "Europe/Berlin"  # the devices' local time, for collectors that write it
 
 
@@ -179,7 +182,8 @@ def spring_2025(plan: FleetPlan) -> tuple[list[SimRecord], Expectation]:
             # Delivery order: event time plus a per-record jitter, so one
             # device's records arrive out of order as unkeyed messages do.
             delivered = time_ms + rng.randrange(0, plan.max_delivery_jitter_ms + 1)
-            records.append((delivered, len(records), SimRecord(time_ms, source, None, value)))
+            key = device.key.encode() if plan.keyed else None
+            records.append((delivered, len(records), SimRecord(time_ms, source, key, value)))
     records.sort(key=lambda item: (item[0], item[1]))
     return [record for _, _, record in records], expectation
 
@@ -413,7 +417,7 @@ def write_fleet(plan: FleetPlan, path: str) -> int:
 
 
 async def produce_fleet(plan: FleetPlan, settings: Settings, stream: list[SimRecord] | None = None) -> int:
-    """Produce the simulated stream into the broker's input topics, unkeyed as Winlogbeat does."""
+    """Produce the simulated stream into the broker's input topics (unkeyed unless the plan says)."""
     records = stream if stream is not None else spring_2025(plan)[0]
     topics = {Source.WINLOGBEAT: settings.events_topic, Source.INSTALLS: settings.installs_topic}
     producer = AIOKafkaProducer(

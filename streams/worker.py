@@ -88,7 +88,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
                 continue
             partition = event.message.partition
             if signal.kind is SignalKind.TICK:
-                output = engine.tick(signal.time_ms, partition)
+                output = engine.tick(signal.time_ms, partition, signal.coverage)
             else:
                 output = engine.process(signal, partition)
             await send_alerts(output.alerts)

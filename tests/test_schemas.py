@@ -11,7 +11,8 @@ import pytest
 from streams import codec, documents
 from streams.evidence import Evidence, EvidenceKind
 from streams.sieve import Sieve, Sifted, Source
-from streams.signals import Signal
+from streams.signals import Signal, SignalKind
+from streams.watermarks import Coverage
 from tests.builders import HOST, T0, crash_boot_signals
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -68,7 +69,12 @@ def test_the_documents_the_simulator_writes_match_the_input_schema():
 
 
 def test_signals_on_the_wire_match_their_schema():
-    for signal in crash_boot_signals(T0, 10):
+    ticks = [
+        Signal(device="", kind=SignalKind.TICK, time_ms=T0),
+        Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((0, 3), 8)),
+        Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((1,), 8, idle=True)),
+    ]
+    for signal in [*crash_boot_signals(T0, 10), *ticks]:
         jsonschema.validate(codec.loads(signal.to_wire()), schema("signal"))
         assert Signal.from_wire(signal.to_wire()) == signal
 
