@@ -35,5 +35,6 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         producer_linger_ms=5,
         producer_acks=-1,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_credentials=faust_credentials(settings),
     )

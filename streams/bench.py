@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -123,8 +124,8 @@ async def ceiling(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int) -> float | None:
-    """Run a peer in its own process; None when it cannot run here."""
+def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int, workdir: Path) -> float | None:
+    """Run a peer in its own process, its state under `workdir`; None when it cannot run here."""
     if kind == "quix" and importlib.util.find_spec("quixstreams") is None:
         progress("Quix Streams is not installed (pip install 'kbwatch[bench]'): skipped")
         return None
@@ -141,6 +142,7 @@ def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int) -> 
                 str(partitions),
             ],
             capture_output=True,
+            cwd=workdir,  # where Faust and Quix keep their state
             timeout=PEER_TIMEOUT_SECONDS,
         )
     except subprocess.TimeoutExpired:
@@ -352,9 +354,9 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         faust_rate = quix_rate = None
         if not plan.skip_peers:
             progress("peer: a faust-streaming agent with a table")
-            faust_rate = peer("faust", bootstrap, topic, count, plan.partitions)
+            faust_rate = peer("faust", bootstrap, topic, count, plan.partitions, workdir)
             progress("peer: Quix Streams with its state store")
-            quix_rate = peer("quix", bootstrap, topic, count, plan.partitions)
+            quix_rate = peer("quix", bootstrap, topic, count, plan.partitions, workdir)
         prefix = f"bench{uuid.uuid4().hex[:6]}"
         base = Settings.from_env(
             {},
@@ -380,9 +382,13 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         latencies = sorted(latency(latency_settings, workdir, offered, plan.incidents))
         progress(f"state bytes per device at {plan.state_devices:,} devices")
         state_bytes = state_bytes_per_device(plan.state_devices)
+    except BaseException:
+        progress(f"the bench failed; its logs and state are kept in {workdir}")
+        raise
     finally:
         if embedded is not None:
             embedded.stop()
+    shutil.rmtree(workdir, ignore_errors=True)  # state of peers and workers, logs: all spent
     return _figures(
         plan, count, ceiling_rate, faust_rate, quix_rate, product_rate, latencies, state_bytes, peak_rss
     )

@@ -75,7 +75,7 @@ def run_quix(broker: str, topic: str, count: int, partitions: int) -> None:
         broker_address=broker,
         consumer_group=f"bench-quix-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
-        state_dir=f"/tmp/bench-quix-{uuid.uuid4().hex[:6]}",
+        state_dir="bench-quix-state",  # in the working directory the bench gives it
         loglevel="WARNING",
     )
     source = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")

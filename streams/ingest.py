@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from streams import dlq
@@ -75,8 +75,6 @@ class Ingest:
             **aiokafka_options(settings),
         )
         self._consumer = AIOKafkaConsumer(
-            settings.events_topic,
-            settings.installs_topic,
             bootstrap_servers=settings.bootstrap_servers(),
             client_id=f"{settings.app_id}-sieve",
             group_id=f"{settings.app_id}-sieve",
@@ -88,6 +86,7 @@ class Ingest:
             rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
             **aiokafka_options(settings),
         )
+        self._consumer.subscribe([settings.events_topic, settings.installs_topic], listener=_Takeovers())
         await self._producer.start()
         await self._consumer.start()
         log.info("sieve reading %s and %s", settings.events_topic, settings.installs_topic)
@@ -322,3 +321,22 @@ class Ingest:
         if self._newest_event_ms:
             self.metrics.newest_event_time.set(self._newest_event_ms / 1000)
             self.metrics.event_time_lag.set((wall_clock_ms() - self._newest_event_ms) / 1000)
+
+
+class _Takeovers(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs which input partitions this sieve gives up and takes over: how a takeover shows."""
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("sieve: partitions revoked: %s", describe_partitions(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("sieve: partitions assigned: %s", describe_partitions(assigned) or "none")
+
+
+def describe_partitions(partitions: Any) -> str:
+    """`topic [0, 2]; other [1]`: topic partitions, grouped, for a log line."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return "; ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(by_topic.items()))

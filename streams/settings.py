@@ -52,6 +52,10 @@ class Settings:
     session_timeout_seconds: float = 30.0
     rebalance_timeout_seconds: float = 30.0
     shutdown_grace_seconds: float = 20.0  # on SIGTERM, for the sieve's last batch
+    # Faust's producer batch limit (its default). 1 sends each record in a batch of its
+    # own: the embedded broker (Tansu) reports a partition's end offset per batch, and
+    # a table restore that trusts a short end offset stops early.
+    producer_max_batch_bytes: int = 16384
     log_level: str = "info"
     boot_loop_min_crashes: int = 3
     boot_loop_window_minutes: int = 60
@@ -88,6 +92,7 @@ class Settings:
             "partitions",
             "replication_factor",
             "max_message_bytes",
+            "producer_max_batch_bytes",
             "boot_loop_min_crashes",
             "boot_loop_window_minutes",
             "boot_loop_after_install_hours",

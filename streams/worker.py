@@ -21,7 +21,7 @@ from streams.delivery import Delivery
 from streams.engine import Engine
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
-from streams.ingest import Ingest
+from streams.ingest import Ingest, describe_partitions
 from streams.metrics import Metrics
 from streams.outcomes import Rejected, RejectReason
 from streams.settings import Settings
@@ -117,6 +117,12 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             log.exception("the sieve stopped")
             health.sieve_failed = True
             raise
+
+    @app.on_partitions_assigned.connect
+    async def log_takeover(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The device and fleet agents' share after a rebalance: how a takeover shows in the log.
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        log.info("agents: partitions assigned: %s", describe_partitions(assigned) or "none")
 
     @app.on_before_shutdown.connect
     async def drain_sieve(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
