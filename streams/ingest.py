@@ -26,7 +26,7 @@ from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sieve import Sieve, SieveResult, Source
-from streams.signals import Signal, SignalKind
+from streams.signals import Signal, SignalKind, partition_of, seen_many
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
 
@@ -208,6 +208,7 @@ class Ingest:
         reasons: Counter[str] = Counter()
         newest_ms = events_newest_ms = 0
         now_ms = wall_clock_ms()
+        seen: dict[int, list[Signal]] = {}  # signals partition -> the batch's `seen` signals
         for partition, record in released:
             message, results = record.item
             source = self._source(partition)
@@ -222,7 +223,11 @@ class Ingest:
                     self._partition_time[partition] = max(
                         self._partition_time.get(partition, 0), result.event_ms
                     )
-                if result.signal is not None:
+                if result.signal is not None and result.signal.kind is SignalKind.SEEN:
+                    seen.setdefault(partition_of(result.signal.device, settings.partitions), []).append(
+                        result.signal
+                    )
+                elif result.signal is not None:
                     value, key = result.signal.to_wire(), result.signal.device.encode()
                     pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
                 elif result.rejected is not None:
@@ -241,6 +246,13 @@ class Ingest:
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
                     )
                 )
+        for partition_number, signals in seen.items():
+            # After the batch's other signals, before its tick: a `seen` only moves
+            # a device's newest time, which does not depend on the order.
+            value = seen_many(signals).to_wire()
+            pending.append(
+                await self._producer.send(settings.signals_topic, value=value, partition=partition_number)
+            )
         self.clock.observe(events_newest_ms)
         watermark = self.clock.due_tick()
         if watermark:
@@ -286,7 +298,9 @@ class Ingest:
 
     @staticmethod
     def _timed(message: Any, results: list[SieveResult]) -> Sifting:
-        return Timed(message.offset, max(result.event_ms for result in results), (message, results))
+        # Nearly every message holds one record: spare it the generator.
+        event_ms = results[0].event_ms if len(results) == 1 else max(result.event_ms for result in results)
+        return Timed(message.offset, event_ms, (message, results))
 
     def _source(self, partition: Any) -> Source:
         return Source.INSTALLS if partition.topic == self.settings.installs_topic else Source.WINLOGBEAT

@@ -163,8 +163,8 @@ class Sieve:
         name = host.get("name") if isinstance(host, dict) else None
         if not isinstance(name, str):
             name = winlog.get("computer_name")
-        result = self._seen(Seen(device, name[:255] if isinstance(name, str) else "", stamp), now_ms)
-        return replace(result, input_format=InputFormat.WINLOGBEAT.value)
+        seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)
+        return self._seen(seen, now_ms, InputFormat.WINLOGBEAT.value)
 
     def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
         label = found.value if found is not None else ""
@@ -180,21 +180,21 @@ class Sieve:
             return _IRRELEVANT
         return SieveResult(Sifted.REJECTED, rejected=outcome)
 
-    def _seen(self, seen: Seen, now_ms: int) -> SieveResult:
+    def _seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
         bucket = seen.stamp[:_SEEN_PREFIX]
         if self._seen_bucket.get(seen.device) == bucket:
-            return _IRRELEVANT
+            return _WINLOGBEAT_IRRELEVANT if input_format else _IRRELEVANT
         try:
             time_ms = parse_event_time(seen.stamp, now_ms)
         except BadTimestamp as error:
-            return _reject(RejectReason.BAD_TIMESTAMP, str(error))
+            return replace(_reject(RejectReason.BAD_TIMESTAMP, str(error)), input_format=input_format)
         if len(self._seen_bucket) >= _MAX_TRACKED_DEVICES:
             # Forgetting only lets a few extra `seen` signals through.
             self._seen_bucket.clear()
         self._seen_bucket[seen.device] = bucket
         floored = time_ms - time_ms % SEEN_GRANULARITY_MS
         signal = Signal(device=seen.device, kind=SignalKind.SEEN, time_ms=floored, host=seen.host)
-        return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms)
+        return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms, input_format=input_format)
 
 
 def _reject(reason: RejectReason, detail: str) -> SieveResult:

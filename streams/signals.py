@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 from streams import codec
 from streams.watermarks import Coverage
 
@@ -30,6 +32,7 @@ class SignalKind(StrEnum):
     RESTART = "restart"  # User32 1074 of kind restart: a planned restart began
     POWER_OFF = "power_off"  # User32 1074 of kind power off
     SEEN = "seen"  # any other record: the device's event time has reached t
+    SEEN_MANY = "seen_many"  # `seen` of several devices of one partition, in one message
     TICK = "tick"  # not about a device: the fleet's event time (watermark) is t
 
 
@@ -49,6 +52,7 @@ class Signal:
     source: str = ""  # which input produced an INSTALL
     app: str = ""  # lower-cased executable name, for APP_CRASH
     coverage: Coverage | None = None  # for TICK: the input partitions it speaks for (None: all)
+    seen: tuple[tuple[str, int, str], ...] = ()  # for SEEN_MANY: (device, time_ms, host) each
 
     def to_wire(self) -> bytes:
         """Encode for the signals topic (empty fields left out)."""
@@ -65,6 +69,8 @@ class Signal:
         ):
             if value:
                 wire[key] = value
+        if self.seen:
+            wire["m"] = [list(entry) for entry in self.seen]
         if self.coverage is not None:
             wire["w"] = list(self.coverage.partitions)
             wire["n"] = self.coverage.total
@@ -80,6 +86,7 @@ class Signal:
         if "w" in wire:
             partitions = tuple(int(partition) for partition in wire["w"])
             coverage = Coverage(partitions, int(wire["n"]), bool(wire.get("i", 0)))
+        seen = tuple((str(device), int(time_ms), str(host)) for device, time_ms, host in wire.get("m", ()))
         return cls(
             device=str(wire["d"]),
             kind=SignalKind(wire["k"]),
@@ -93,4 +100,32 @@ class Signal:
             source=str(wire.get("s", "")),
             app=str(wire.get("p", "")),
             coverage=coverage,
+            seen=seen,
         )
+
+    def expand(self) -> list[Signal]:
+        """The device signals a message carries: itself, or each `seen` of a SEEN_MANY."""
+        if self.kind is not SignalKind.SEEN_MANY:
+            return [self]
+        return [
+            Signal(device=device, kind=SignalKind.SEEN, time_ms=time_ms, host=host)
+            for device, time_ms, host in self.seen
+        ]
+
+
+def seen_many(signals: list[Signal]) -> Signal:
+    """Several `seen` signals (of devices of one partition) as one message.
+
+    In the benchmark's fleet stream 96 % of signals are `seen`, and most name a
+    device without state, which the device agent drops at once: one message per
+    partition and batch spares the broker and Faust's per-event path nearly all.
+    """
+    newest = max(signal.time_ms for signal in signals)
+    entries = tuple((signal.device, signal.time_ms, signal.host) for signal in signals)
+    return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=entries)
+
+
+def partition_of(device: str, partitions: int) -> int:
+    """The signals partition of a device: what the producer's default partitioner picks for its key."""
+    hashed: int = murmur2(device.encode())
+    return (hashed & 0x7FFFFFFF) % partitions

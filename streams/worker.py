@@ -18,7 +18,7 @@ from streams import dlq
 from streams.alerts import Alert
 from streams.app import create_app
 from streams.delivery import Delivery
-from streams.engine import Engine
+from streams.engine import Engine, Output
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.ingest import Ingest, describe_partitions
@@ -90,7 +90,9 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             if signal.kind is SignalKind.TICK:
                 output = engine.tick(signal.time_ms, partition, signal.coverage)
             else:
-                output = engine.process(signal, partition)
+                output = Output()
+                for device_signal in signal.expand():
+                    output.extend(engine.process(device_signal, partition))
             await send_alerts(output.alerts)
             for evidence in output.evidence:
                 await evidence_topic.send(key=evidence.key, value=evidence.to_wire())

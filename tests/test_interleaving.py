@@ -21,12 +21,12 @@ import pytest
 from streams.align import NEVER_READ, Timed, merge
 from streams.catalog import Catalog
 from streams.clock import MAX_CLOCK_SKEW_MS, FleetClock
-from streams.engine import Engine
+from streams.engine import Engine, Output
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.sieve import Sieve, SieveResult, Source
-from streams.signals import Signal
+from streams.signals import Signal, SignalKind, partition_of, seen_many
 from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
@@ -104,7 +104,9 @@ class Schedule:
                     if isinstance(item, tuple):
                         output = engine.tick(item[0], number, item[1])
                     else:
-                        output = engine.process(item, number)
+                        output = Output()
+                        for signal in item.expand():
+                            output.extend(engine.process(signal, number))
                     self._keep(output.alerts)
                     evidence += output.evidence
                 del queue[:count]
@@ -153,14 +155,20 @@ class Schedule:
             if tp in merged.resume_at
         }
         newest = 0
+        seen: dict[int, list[Signal]] = {}
         for tp, record in released:
             for result in record.item:
                 if tp[0] is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
                     newest = max(newest, result.event_ms)
                     worker.partition_time[tp] = max(worker.partition_time.get(tp, 0), result.event_ms)
                 if result.signal is not None:
-                    key = zlib.crc32(result.signal.device.encode()) % self.partitions
-                    signals[key].append(result.signal)
+                    key = partition_of(result.signal.device, self.partitions)
+                    if result.signal.kind is SignalKind.SEEN:
+                        seen.setdefault(key, []).append(result.signal)
+                    else:
+                        signals[key].append(result.signal)
+        for key, grouped in seen.items():  # after the batch's other signals, as the sieve sends them
+            signals[key].append(seen_many(grouped))
         for tp in worker.owned:
             held = worker.held.get(tp)
             committed[tp] = held[0].offset if held else read[tp]

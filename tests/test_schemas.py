@@ -11,7 +11,7 @@ import pytest
 from streams import codec, documents
 from streams.evidence import Evidence, EvidenceKind
 from streams.sieve import Sieve, Sifted, Source
-from streams.signals import Signal, SignalKind
+from streams.signals import Signal, SignalKind, seen_many
 from streams.watermarks import Coverage
 from tests.builders import HOST, T0, crash_boot_signals
 
@@ -73,6 +73,9 @@ def test_signals_on_the_wire_match_their_schema():
         Signal(device="", kind=SignalKind.TICK, time_ms=T0),
         Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((0, 3), 8)),
         Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((1,), 8, idle=True)),
+        seen_many(
+            [Signal("pc-1", SignalKind.SEEN, T0, host="PC-1"), Signal("pc-2", SignalKind.SEEN, T0 + 1)]
+        ),
     ]
     for signal in [*crash_boot_signals(T0, 10), *ticks]:
         jsonschema.validate(codec.loads(signal.to_wire()), schema("signal"))

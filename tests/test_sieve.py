@@ -1,9 +1,11 @@
 """The sieve: every message gets exactly one outcome, and noise costs little."""
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from streams import codec, documents
 from streams.outcomes import RejectReason
 from streams.sieve import SEEN_GRANULARITY_MS, Sieve, Sifted, Source
-from streams.signals import SignalKind
+from streams.signals import Signal, SignalKind, partition_of, seen_many
 from tests.builders import HOST, T0
 
 NOW = T0 + 10**9
@@ -119,3 +121,22 @@ def test_an_unforeseen_error_dead_letters_the_message_instead_of_stopping_the_st
     (result,) = sieve().sift(Source.WINLOGBEAT, codec.dumps({"resourceLogs": []}))
     assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_VALUE
     assert "ZeroDivisionError" in result.rejected.detail
+
+
+def test_the_sieve_routes_a_seen_to_the_partition_the_producer_gives_its_device():
+    # `seen_many` messages go to an explicit partition; the device's other signals
+    # go by key. Both must land where the device's state lives.
+    all_partitions = list(range(8))
+    for device in ("3f1e9c2a-0b7d-4c1e-9a55-000000000001", "pc-00042", "ä-host", ""):
+        expected = DefaultPartitioner()(device.encode(), all_partitions, all_partitions)
+        assert partition_of(device, 8) == expected
+
+
+def test_seen_many_carries_each_seen_signal_back_out():
+    signals = [
+        Signal("pc-1", SignalKind.SEEN, 600_000, host="PC-1"),
+        Signal("pc-2", SignalKind.SEEN, 1_200_000),
+    ]
+    message = Signal.from_wire(seen_many(signals).to_wire())
+    assert message.kind is SignalKind.SEEN_MANY and message.time_ms == 1_200_000
+    assert message.expand() == signals
