@@ -37,6 +37,7 @@ UNKNOWN_ARCH = "unknown"
 HELD_INDEX_KEY = "_held"  # [[event second, facts held for it], ...], sorted
 HELD_PREFIX = "_held/"  # + event second: the facts of that second, one wire record a line
 INTERNAL_PREFIX = "_"  # KB numbers never start with it
+APPLIED_OFFSET_KEY = "_offset"  # the evidence topic's offset last processed, written last
 
 
 @dataclass(slots=True)
@@ -183,8 +184,27 @@ class FleetEngine:
         self.metrics = metrics
         self.partitions = partitions  # of the signals topic: each must announce its progress
 
-    def process(self, evidence: Evidence) -> list[Alert]:
-        """Take one fact or progress marker; return the `UpdateRegression` changes it released."""
+    def process(self, evidence: Evidence, offset: int | None = None) -> list[Alert]:
+        """Take one fact or progress marker; return the `UpdateRegression` changes it released.
+
+        `offset` (its place on the evidence topic, live only) makes this idempotent:
+        after a crash Faust hands over again what came after its last commit, and
+        the restored table may already hold its effect. Counts are not sets, so a
+        fact applied twice would count a device twice.
+        """
+        if offset is None:
+            return self._process(evidence)
+        applied = self.states.get(APPLIED_OFFSET_KEY)
+        if applied is not None and offset <= int(applied):
+            self.metrics.evidence_replayed.inc()
+            return []
+        alerts = self._process(evidence)
+        # Written after the event's other changes: the changelog keeps their order,
+        # so a crash that loses this write lost theirs as well.
+        self.states[APPLIED_OFFSET_KEY] = str(offset).encode()
+        return alerts
+
+    def _process(self, evidence: Evidence) -> list[Alert]:
         if evidence.kind is EvidenceKind.PROGRESS:
             return self._advance(evidence.partition, evidence.time_ms)
         if evidence.time_ms < self._progress().released_ms:
@@ -206,12 +226,19 @@ class FleetEngine:
         key = f"{HELD_PREFIX}{second}"
         index = self._held_index()
         position = bisect.bisect_left(index, [second, 0])
-        if position < len(index) and index[position][0] == second:
+        wire = evidence.to_wire()
+        held = self.states.get(key)
+        if held is not None and wire in held.split(b"\n"):
+            return  # the same fact again (a re-sent device signal): it counts once
+        if position < len(index) and index[position][0] == second and held is not None:
             index[position][1] += 1
-            self.states[key] = self.states[key] + b"\n" + evidence.to_wire()
+            self.states[key] = held + b"\n" + wire
         else:
-            index.insert(position, [second, 1])
-            self.states[key] = evidence.to_wire()
+            if position < len(index) and index[position][0] == second:
+                index[position][1] = 1  # its bucket was lost with a crash: start it again
+            else:
+                index.insert(position, [second, 1])
+            self.states[key] = wire
         self.states[HELD_INDEX_KEY] = codec.dumps(index)
         self.metrics.evidence_held.set(sum(count for _, count in index))
 
@@ -237,7 +264,10 @@ class FleetEngine:
         facts: list[Evidence] = []
         for second in due:
             key = f"{HELD_PREFIX}{second}"
-            facts += [Evidence.from_wire(line) for line in self.states[key].split(b"\n")]
+            held = self.states.get(key)
+            if held is None:
+                continue  # released once already, the index's update lost with a crash
+            facts += [Evidence.from_wire(line) for line in held.split(b"\n")]
             del self.states[key]
         remaining = index[len(due) :]
         self.states[HELD_INDEX_KEY] = codec.dumps(remaining)

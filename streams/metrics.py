@@ -56,6 +56,7 @@ class Metrics:
     evidence_held: Gauge
     broker_errors: Counter
     evidence_late: Counter
+    evidence_replayed: Counter
     kb_installed: Gauge
     kb_affected: Gauge
     kb_recovered: Gauge
@@ -147,6 +148,12 @@ class Metrics:
             evidence_late=Counter(
                 "kbwatch_evidence_late",
                 "Facts older than what the fleet agent had already released: applied out of order.",
+                registry=registry,
+            ),
+            evidence_replayed=Counter(
+                "kbwatch_evidence_replayed",
+                "Evidence records the fleet agent had already applied, handed over again after a "
+                "crash or takeover, and skipped.",
                 registry=registry,
             ),
             kb_installed=Gauge(

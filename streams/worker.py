@@ -105,7 +105,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             except (ValueError, KeyError, TypeError) as error:
                 await dead_letter(event, error)
                 continue
-            await send_alerts(fleet.process(evidence))
+            await send_alerts(fleet.process(evidence, event.message.offset))
 
     @app.task
     async def sieve() -> None:

@@ -203,3 +203,49 @@ def test_a_device_reported_affected_again_earlier_is_counted_once_at_its_earlies
     _, expected = run_fleet([earlier if fact is first else fact for fact in evidence])
     assert alerts == expected
     assert engine.metrics.registry.get_sample_value("kbwatch_update_affected_devices", {"kb": KB}) == 15
+
+
+def _with_progress(evidence: list[Evidence]) -> list[Evidence]:
+    """The facts with a progress marker after every tenth, as a device agent's ticks would add."""
+    stream: list[Evidence] = []
+    for number, fact in enumerate(evidence):
+        stream.append(fact)
+        if number % 10 == 9:
+            stream.append(Evidence.progress(0, fact.time_ms - 5 * MINUTE_MS))
+    return [*stream, Evidence.progress(0, 2**50)]
+
+
+@pytest.mark.parametrize("crash_at", [40, 150, 250, 340])
+def test_evidence_handed_over_again_after_a_crash_counts_once(crash_at):
+    # Faust re-delivers what followed its last commit; the table already holds some of it.
+    stream = _with_progress(fleet_stream(300, 15))
+    clean = FleetEngine({}, Catalog(), Metrics.create())
+    expected = [
+        alert.to_json() for offset, fact in enumerate(stream) for alert in clean.process(fact, offset)
+    ]
+    table: dict[str, bytes] = {}
+    crashed = FleetEngine(table, Catalog(), Metrics.create())
+    alerts = [
+        alert.to_json()
+        for offset, fact in enumerate(stream[:crash_at])
+        for alert in crashed.process(fact, offset)
+    ]
+    restarted = FleetEngine(table, Catalog(), Metrics.create())
+    committed = crash_at - 25  # the last commit was a while before the crash
+    alerts += [
+        alert.to_json()
+        for offset, fact in enumerate(stream[committed:], start=committed)
+        for alert in restarted.process(fact, offset)
+    ]
+    assert final_by_fingerprint(alerts) == final_by_fingerprint(expected)
+    assert table[KB] == clean.states[KB]
+    assert restarted.metrics.registry.get_sample_value("kbwatch_evidence_replayed_total") == 25
+
+
+def test_a_fact_re_sent_while_held_counts_once():
+    fact = Evidence(EvidenceKind.INSTALLED, KB, "d1", "x86_64", T0)
+    engine = FleetEngine({}, Catalog(), Metrics.create())
+    engine.process(fact)
+    engine.process(fact)  # a device agent re-sent it after a crash
+    engine.process(Evidence.progress(0, 2**50))
+    assert engine._kb(KB).installed_total() == 1
