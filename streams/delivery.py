@@ -6,7 +6,9 @@ from the beginning (keyed by fingerprint, so compaction keeps it small) and
 rebuilds what is firing: a restart resumes exactly where it stopped, and
 several workers sending the same alerts is what Alertmanager expects from a
 pair of Prometheus servers (it deduplicates by labels). Firing alerts are
-re-sent every minute with `endsAt` four minutes ahead; a resolution is sent
+re-sent every minute with `endsAt` four minutes ahead, new ones once the topic
+has been quiet for 2.5 s (so that devices failing together share a post and
+thus a notification); a resolution is sent
 with its `endsAt` and repeated for five minutes, because Alertmanager keeps no
 durable state. While Alertmanager is unreachable, sends are retried with
 exponential backoff.
@@ -32,6 +34,12 @@ from streams.timeutil import MINUTE_MS, to_rfc3339, wall_clock_ms
 log = logging.getLogger(__name__)
 
 RESEND_MS = MINUTE_MS
+# Alertmanager skips `group_wait` for an alert whose `startsAt` is older than it, and a
+# kbwatch alert starts when its episode did, in event time, minutes before it is sent.
+# So devices failing together reach one notification only if they arrive in one post:
+# after news, keep reading until the topic has been quiet this long (at most GATHER_MAX_MS).
+GATHER_QUIET_MS = 2500
+GATHER_MAX_MS = 10_000
 FIRING_HORIZON_MS = 4 * MINUTE_MS
 RESOLVED_REPEAT_MS = 5 * MINUTE_MS
 MAX_BACKOFF_SECONDS = 30.0
@@ -132,15 +140,12 @@ class Delivery:
         backoff = 1.0
         while not self._stopping.is_set():
             batch = await consumer.getmany(timeout_ms=1000)
-            changed = False
-            for messages in batch.values():
-                for message in messages:
-                    try:
-                        alert = codec.loads(message.value)
-                        self.book.update(alert, message.timestamp or wall_clock_ms())
-                        changed = True
-                    except (codec.DecodeError, KeyError, TypeError):
-                        log.warning("skipping a malformed alert at offset %d", message.offset)
+            changed = self._read(batch)
+            gathered_until = wall_clock_ms() + GATHER_MAX_MS
+            while changed and not self._stopping.is_set():
+                wait_ms = min(GATHER_QUIET_MS, gathered_until - wall_clock_ms())
+                if wait_ms <= 0 or not self._read(await consumer.getmany(timeout_ms=wait_ms)):
+                    break
             now_ms = wall_clock_ms()
             if not changed and now_ms - last_sent_ms < RESEND_MS:
                 continue
@@ -152,6 +157,19 @@ class Delivery:
             firing, resolved = self.book.counts()
             self.metrics.delivery_alerts.labels("firing").set(firing)
             self.metrics.delivery_alerts.labels("resolved").set(resolved)
+
+    def _read(self, batch: dict[Any, list[Any]]) -> bool:
+        """Take a fetched batch into the book; True if it held any alert."""
+        changed = False
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    alert = codec.loads(message.value)
+                    self.book.update(alert, message.timestamp or wall_clock_ms())
+                    changed = True
+                except (codec.DecodeError, KeyError, TypeError):
+                    log.warning("skipping a malformed alert at offset %d", message.offset)
+        return changed
 
     async def _post(self, session: aiohttp.ClientSession, alerts: list[dict[str, Any]]) -> bool:
         """Post to every Alertmanager; True when all of them took it."""

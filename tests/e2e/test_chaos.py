@@ -164,7 +164,10 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
         for fp in set(final) | set(expected)
         if final.get(fp) != expected.get(fp)
     }
-    assert not differing, f"(live, replay): {differing}"
+    labels = {alert["fingerprint"]: alert["labels"] for alert in alerts}
+    assert not differing, (
+        f"(live, replay): { ({fp: (labels.get(fp), *pair) for fp, pair in differing.items()}) }"
+    )
 
     resent = sum(count - 1 for count in Counter((a["fingerprint"], a["status"]) for a in alerts).values())
     print(f"{len(alerts)} alert messages for {len(final)} alerts; re-sent: {resent}")
