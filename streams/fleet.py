@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +33,14 @@ from streams.metrics import Metrics
 from streams.rules.regression import Verdict, baseline_rate, judge
 from streams.timeutil import HOUR_MS, to_rfc3339
 
+log = logging.getLogger(__name__)
+
 MAX_AFFECTED_KEPT = 5_000  # far past any verdict; counts go on beyond it
 UNKNOWN_ARCH = "unknown"
 HELD_INDEX_KEY = "_held"  # [[event second, facts held for it], ...], sorted
 HELD_PREFIX = "_held/"  # + event second: the facts of that second, one wire record a line
 INTERNAL_PREFIX = "_"  # KB numbers never start with it
-APPLIED_OFFSET_KEY = "_offset"  # the evidence topic's offset last processed, written last
+APPLIED_OFFSET_KEY = "_offset"  # [offset, timestamp ms] of the evidence last processed, written last
 
 
 @dataclass(slots=True)
@@ -184,24 +187,35 @@ class FleetEngine:
         self.metrics = metrics
         self.partitions = partitions  # of the signals topic: each must announce its progress
 
-    def process(self, evidence: Evidence, offset: int | None = None) -> list[Alert]:
+    def process(self, evidence: Evidence, offset: int | None = None, timestamp_ms: int = 0) -> list[Alert]:
         """Take one fact or progress marker; return the `UpdateRegression` changes it released.
 
-        `offset` (its place on the evidence topic, live only) makes this idempotent:
-        after a crash Faust hands over again what came after its last commit, and
-        the restored table may already hold its effect. Counts are not sets, so a
-        fact applied twice would count a device twice.
+        `offset` and `timestamp_ms` (its place on the evidence topic and when it
+        was produced; live only) make this idempotent: after a crash Faust hands
+        over again what came after its last commit, and the restored table may
+        already hold its effect. Counts are not sets, so a fact applied twice
+        would count a device twice.
         """
         if offset is None:
             return self._process(evidence)
-        applied = self.states.get(APPLIED_OFFSET_KEY)
-        if applied is not None and offset <= int(applied):
-            self.metrics.evidence_replayed.inc()
-            return []
+        stored = self.states.get(APPLIED_OFFSET_KEY)
+        if stored is not None:
+            applied_offset, applied_timestamp_ms = codec.loads(stored)
+            if offset <= applied_offset and timestamp_ms <= applied_timestamp_ms:
+                self.metrics.evidence_replayed.inc()
+                return []
+            if offset <= applied_offset:
+                # Produced after what was applied at a later offset: the topic was
+                # created again and counts from 0. Skipping would silence the fleet.
+                log.warning(
+                    "evidence offset %d is behind %d but newer: the evidence topic was recreated",
+                    offset,
+                    applied_offset,
+                )
         alerts = self._process(evidence)
         # Written after the event's other changes: the changelog keeps their order,
         # so a crash that loses this write lost theirs as well.
-        self.states[APPLIED_OFFSET_KEY] = str(offset).encode()
+        self.states[APPLIED_OFFSET_KEY] = codec.dumps([offset, timestamp_ms])
         return alerts
 
     def _process(self, evidence: Evidence) -> list[Alert]:

@@ -105,7 +105,9 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             except (ValueError, KeyError, TypeError) as error:
                 await dead_letter(event, error)
                 continue
-            await send_alerts(fleet.process(evidence, event.message.offset))
+            message = event.message
+            produced_ms = int((message.timestamp or 0) * 1000)  # Faust gives seconds
+            await send_alerts(fleet.process(evidence, message.offset, produced_ms))
 
     @app.task
     async def sieve() -> None:

@@ -221,21 +221,23 @@ def test_evidence_handed_over_again_after_a_crash_counts_once(crash_at):
     stream = _with_progress(fleet_stream(300, 15))
     clean = FleetEngine({}, Catalog(), Metrics.create())
     expected = [
-        alert.to_json() for offset, fact in enumerate(stream) for alert in clean.process(fact, offset)
+        alert.to_json()
+        for offset, fact in enumerate(stream)
+        for alert in clean.process(fact, offset, 1000 + offset)
     ]
     table: dict[str, bytes] = {}
     crashed = FleetEngine(table, Catalog(), Metrics.create())
     alerts = [
         alert.to_json()
         for offset, fact in enumerate(stream[:crash_at])
-        for alert in crashed.process(fact, offset)
+        for alert in crashed.process(fact, offset, 1000 + offset)
     ]
     restarted = FleetEngine(table, Catalog(), Metrics.create())
     committed = crash_at - 25  # the last commit was a while before the crash
     alerts += [
         alert.to_json()
         for offset, fact in enumerate(stream[committed:], start=committed)
-        for alert in restarted.process(fact, offset)
+        for alert in restarted.process(fact, offset, 1000 + offset)
     ]
     assert final_by_fingerprint(alerts) == final_by_fingerprint(expected)
     assert table[KB] == clean.states[KB]
@@ -249,3 +251,16 @@ def test_a_fact_re_sent_while_held_counts_once():
     engine.process(fact)  # a device agent re-sent it after a crash
     engine.process(Evidence.progress(0, 2**50))
     assert engine._kb(KB).installed_total() == 1
+
+
+def test_a_recreated_evidence_topic_counting_from_zero_again_is_not_taken_for_a_replay():
+    first = [Evidence(EvidenceKind.INSTALLED, KB, f"d{n}", "x86_64", T0 + n * MINUTE_MS) for n in range(5)]
+    again = [Evidence(EvidenceKind.INSTALLED, KB, f"e{n}", "x86_64", T0 + n * MINUTE_MS) for n in range(5)]
+    engine = FleetEngine({}, Catalog(), Metrics.create())
+    for offset, fact in enumerate(first):
+        engine.process(fact, offset, 1_000 + offset)
+    for offset, fact in enumerate(again):  # offsets from 0 again, produced later
+        engine.process(fact, offset, 9_000 + offset)
+    engine.process(Evidence.progress(0, 2**50), 5, 9_005)
+    assert engine._kb(KB).installed_total() == 10
+    assert engine.metrics.registry.get_sample_value("kbwatch_evidence_replayed_total") == 0
