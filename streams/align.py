@@ -37,6 +37,16 @@ class Merged(Generic[Item]):
     released: list[tuple[Hashable, Timed[Item]]]
     resume_at: dict[Hashable, int]
 
+    def still_held(
+        self, batch: Mapping[Hashable, Sequence[Timed[Item]]]
+    ) -> dict[Hashable, list[Timed[Item]]]:
+        """What of `batch` stays held: each held-back partition's records from where it resumes."""
+        return {
+            partition: [record for record in records if record.offset >= self.resume_at[partition]]
+            for partition, records in batch.items()
+            if partition in self.resume_at
+        }
+
 
 def merge(
     batch: Mapping[Hashable, Sequence[Timed[Item]]],

@@ -175,11 +175,7 @@ class Ingest:
         behind = self._behind(known_unread_only=flush)
         merged = merge(self._held, behind, self.clock.allowed_lateness_ms)
         released += merged.released
-        self._held = {
-            partition: [record for record in records if record.offset >= merged.resume_at[partition]]
-            for partition, records in self._held.items()
-            if partition in merged.resume_at
-        }
+        self._held = merged.still_held(self._held)
         # A partition far ahead keeps its records here; stop fetching more of it.
         full = [tp for tp, records in self._held.items() if len(records) >= MAX_HELD_RECORDS]
         self._consumer.pause(*full)

@@ -8,6 +8,7 @@ record of the fleet crosses the broker once more in this form.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -125,7 +126,11 @@ def seen_many(signals: list[Signal]) -> Signal:
     return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=entries)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def partition_of(device: str, partitions: int) -> int:
-    """The signals partition of a device: what the producer's default partitioner picks for its key."""
+    """The signals partition of a device: what the producer's default partitioner picks for its key.
+
+    Cached: it runs for every `seen` signal, and murmur2 is pure Python in aiokafka.
+    """
     hashed: int = murmur2(device.encode())
     return (hashed & 0x7FFFFFFF) % partitions

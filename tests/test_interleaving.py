@@ -149,11 +149,7 @@ class Schedule:
         }
         merged = merge(worker.held, behind, worker.clock.allowed_lateness_ms)
         released += merged.released
-        worker.held = {
-            tp: [record for record in records if record.offset >= merged.resume_at[tp]]
-            for tp, records in worker.held.items()
-            if tp in merged.resume_at
-        }
+        worker.held = merged.still_held(worker.held)
         newest = 0
         seen: dict[int, list[Signal]] = {}
         for tp, record in released:
