@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -175,6 +176,10 @@ def _run_worker(arguments: argparse.Namespace) -> int:
     # DEBUG so that it can spin on every record: every debug call in aiokafka
     # and Faust then builds a LogRecord (a sixth of the worker's time, measured).
     faust_worker.spinner = None
+    # Everything imported and built so far lives as long as the worker: out of
+    # the collector's sight, a full collection no longer walks it again and
+    # again while the sieve allocates (a fifth of the worker's time, measured).
+    gc.freeze()
     faust_worker.execute_from_commandline()
     return 0
 

@@ -7,6 +7,7 @@ decode a signal, hand it to the engine, send what comes back, count it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
 
     @app.task
     async def sieve() -> None:
+        # The services Faust has just started live as long as the worker, too (streams.cli).
+        gc.freeze()
         try:
             await ingest.run()
         except asyncio.CancelledError:
