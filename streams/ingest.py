@@ -25,7 +25,7 @@ from streams.metrics import Metrics
 from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
-from streams.sieve import SeenOnce, Sieve, Sifted, SieveResult, Source
+from streams.sieve import SeenOnce, Sieve, SieveResult, Sifted, Source
 from streams.signals import Signal, SignalKind, partition_of, seen_many
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
