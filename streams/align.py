@@ -21,7 +21,7 @@ Item = TypeVar("Item")
 NEVER_READ = -(2**62)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per record, and a frozen init costs 3x
 class Timed(Generic[Item]):
     """A record of a partition: its offset, its event time (0: none) and what it became."""
 

@@ -204,7 +204,7 @@ class Ingest:
         assert self._producer is not None
         settings = self.settings
         pending: list[asyncio.Future[Any]] = []
-        outcomes: Counter[tuple[str, str]] = Counter()
+        outcomes: Counter[tuple[Source, Sifted]] = Counter()
         reasons: Counter[str] = Counter()
         newest_ms = events_newest_ms = 0
         now_ms = wall_clock_ms()
@@ -215,9 +215,12 @@ class Ingest:
             self._next_offset[partition] = record.offset + 1
             for result in results:
                 sifted = result.sifted
+                if not result.event_ms and result.signal is None and result.rejected is None:
+                    outcomes[source, sifted] += 1  # noise, nine records in ten: only counted
+                    continue
                 if sifted is Sifted.SEEN and result.signal and not self.seen_once.first(result.signal):
                     sifted = Sifted.IRRELEVANT  # another partition's record already said it
-                outcomes[source.value, sifted.value] += 1
+                outcomes[source, sifted] += 1
                 newest_ms = max(newest_ms, result.event_ms)
                 if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
                     # Install reports arrive late or in bulk (WUfB exports), and a
@@ -330,10 +333,10 @@ class Ingest:
                 behind[partition] = self._partition_time.get(partition, NEVER_READ)
         return behind
 
-    def _count(self, outcomes: Counter[tuple[str, str]], reasons: Counter[str], newest_ms: int) -> None:
+    def _count(self, outcomes: Counter[tuple[Source, Sifted]], reasons: Counter[str], newest_ms: int) -> None:
         # Counted per batch, not per record: a labelled inc costs as much as sifting.
         for (source, outcome), count in outcomes.items():
-            self.metrics.records.labels(source, outcome).inc(count)
+            self.metrics.records.labels(source.value, outcome.value).inc(count)
         for reason, count in reasons.items():
             self.metrics.dlq.labels(reason).inc(count)
         self._newest_event_ms = max(self._newest_event_ms, newest_ms)
