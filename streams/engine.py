@@ -16,7 +16,7 @@ only ever change while processing a record of its own partition.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 
 from streams import codec
@@ -101,6 +101,27 @@ class Engine:
         if result.new_crash_boots:
             self.metrics.crash_boots.inc(result.new_crash_boots)
         return self._count(result)
+
+    def process_many(self, signals: Iterable[Signal], partition: int = 0) -> Output:
+        """`process` each signal in turn, writing each device's state once at the end.
+
+        A `seen_many` names a device as often as the batch held its ten-minute
+        buckets, and every table write is a changelog record: through a
+        write-back view the states and watches change exactly as with one
+        `process` per signal, for one write per device.
+        """
+        states, watches = self.states, self.watches
+        staged_states, staged_watches = WriteBack(states), WriteBack(watches)
+        self.states, self.watches = staged_states, staged_watches
+        output = Output()
+        try:
+            for signal in signals:
+                output.extend(self.process(signal, partition))
+        finally:
+            self.states, self.watches = states, watches
+            staged_states.flush()
+            staged_watches.flush()
+        return output
 
     def tick(self, fleet_ms: int, partition: int = 0, coverage: Coverage | None = None) -> Output:
         """The fleet clock reached `fleet_ms`: judge the silences due on `partition`.
@@ -196,6 +217,53 @@ class Engine:
         for episode in result.new_boot_loops:
             self.metrics.boot_loops.labels(stop_code_label(episode.stop_code)).inc()
         return Output(result.alerts, result.evidence)
+
+
+class WriteBack(MutableMapping[str, bytes]):
+    """A view of a mapping that keeps its changes until `flush` writes each key once."""
+
+    def __init__(self, base: MutableMapping[str, bytes]) -> None:
+        self._base = base
+        self._staged: dict[str, bytes | None] = {}  # None: deleted
+
+    def __getitem__(self, key: str) -> bytes:
+        if key not in self._staged:
+            return self._base[key]
+        value = self._staged[key]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        # Not Mapping's: a device without state is common, and a KeyError costs.
+        if key not in self._staged:
+            return self._base.get(key, default)
+        value = self._staged[key]
+        return default if value is None else value
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._staged[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._staged[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (key for key in self._base if key not in self._staged)
+        yield from (key for key, value in self._staged.items() if value is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def flush(self) -> None:
+        """Write what changed to the base mapping, once per key."""
+        for key, value in self._staged.items():
+            if value is None:
+                self._base.pop(key, None)
+            elif self._base.get(key) != value:
+                self._base[key] = value
+        self._staged.clear()
 
 
 def _decoded(stored: bytes | None) -> DeviceState | None:

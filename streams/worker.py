@@ -19,7 +19,7 @@ from streams import dlq
 from streams.alerts import Alert
 from streams.app import create_app
 from streams.delivery import Delivery
-from streams.engine import Engine, Output
+from streams.engine import Engine
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.ingest import Ingest, describe_partitions
@@ -90,10 +90,10 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             partition = event.message.partition
             if signal.kind is SignalKind.TICK:
                 output = engine.tick(signal.time_ms, partition, signal.coverage)
+            elif signal.kind is SignalKind.SEEN_MANY:
+                output = engine.process_many(signal.expand(), partition)
             else:
-                output = Output()
-                for device_signal in signal.expand():
-                    output.extend(engine.process(device_signal, partition))
+                output = engine.process(signal, partition)
             await send_alerts(output.alerts)
             for evidence in output.evidence:
                 await evidence_topic.send(key=evidence.key, value=evidence.to_wire())

@@ -1,0 +1,122 @@
+"""A `seen_many` applied through the write-back view equals one `process` per signal."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+
+import pytest
+
+from streams.catalog import Catalog
+from streams.engine import Engine, Output, WriteBack
+from streams.metrics import Metrics
+from streams.sieve import SeenOnce, Sieve
+from streams.signals import Signal, SignalKind
+from streams.simulate import FleetPlan, spring_2025
+from streams.timeutil import HOUR_MS
+from tests.builders import DEVICE, T0, install
+
+
+class CountingStore(MutableMapping[str, bytes]):
+    """A dict that counts writes: each is a changelog record in a worker."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.writes: Counter[str] = Counter()
+
+    def __getitem__(self, key: str) -> bytes:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.writes[key] += 1
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.writes[key] += 1
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def fleet_signals(devices: int) -> list[Signal]:
+    """The simulated fleet's signals, as the sieve makes them, in stream order."""
+    stream, _ = spring_2025(FleetPlan(devices=devices, noise_per_hour=12.0))
+    sieve, once = Sieve(1 << 20), SeenOnce()
+    signals = []
+    for record in stream:
+        for result in sieve.sift(record.source, record.value):
+            signal = result.signal
+            if signal is not None and (signal.kind is not SignalKind.SEEN or once.first(signal)):
+                signals.append(signal)
+    return signals
+
+
+def run(signals: list[Signal], batched: bool, rng: random.Random) -> tuple[Engine, CountingStore, Output]:
+    """Every signal through one engine: one by one, or runs of `seen` as a `seen_many` is."""
+    store, watches = CountingStore(), CountingStore()
+    engine = Engine(store, Catalog(), Metrics.create(), watches)
+    output, index = Output(), 0
+    while index < len(signals):
+        signal = signals[index]
+        if batched and signal.kind is SignalKind.SEEN:
+            run_end = index
+            while run_end < len(signals) and signals[run_end].kind is SignalKind.SEEN:
+                run_end += 1
+            size = min(run_end - index, rng.randint(1, 400))
+            output.extend(engine.process_many(signals[index : index + size], partition=0))
+            index += size
+        else:
+            output.extend(engine.process(signal, partition=0))
+            index += 1
+    return engine, store, output
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_fleet_through_seen_batches_ends_as_one_signal_at_a_time_with_fewer_writes(seed):
+    signals = fleet_signals(devices=60)
+    assert sum(signal.kind is SignalKind.SEEN for signal in signals) > 1000
+    one, one_store, one_output = run(signals, batched=False, rng=random.Random(seed))
+    many, many_store, many_output = run(signals, batched=True, rng=random.Random(seed))
+    assert many_store.data == one_store.data
+    assert dict(many.watches) == dict(one.watches)
+    assert [alert.to_wire() for alert in many_output.alerts] == [a.to_wire() for a in one_output.alerts]
+    assert many_output.evidence == one_output.evidence
+    assert many_output.alerts  # the fleet's incidents fired
+    assert sum(many_store.writes.values()) < sum(one_store.writes.values()) / 2
+
+
+def test_a_device_that_expires_within_a_batch_is_forgotten_and_stays_forgotten():
+    store, watches = CountingStore(), CountingStore()
+    engine = Engine(store, Catalog(), Metrics.create(), watches)
+    engine.process(install(T0))
+    assert DEVICE in store
+    idle = Catalog().limits.idle_device_ttl_ms
+    seen = [
+        Signal(device=DEVICE, kind=SignalKind.SEEN, time_ms=T0 + idle + offset * HOUR_MS) for offset in (1, 2)
+    ]
+    assert engine.process_many(seen) == Output()
+    assert DEVICE not in store
+    assert store.writes[DEVICE] == 2  # the install, then one deletion for the whole batch
+
+
+def test_the_write_back_view_reads_its_own_writes_and_deletions():
+    base = CountingStore()
+    base["a"], base["b"] = b"1", b"2"
+    view = WriteBack(base)
+    view["a"] = b"3"
+    del view["b"]
+    view["c"] = b"4"
+    assert (view.get("a"), view.get("b"), view["c"], "b" in view) == (b"3", None, b"4", False)
+    assert sorted(view) == ["a", "c"] and len(view) == 2
+    with pytest.raises(KeyError):
+        view["b"]
+    assert base.data == {"a": b"1", "b": b"2"}  # nothing written yet
+    view["a"] = b"1"  # back to what the base holds: no write at all
+    view.flush()
+    assert base.data == {"a": b"1", "c": b"4"}
+    assert base.writes == Counter({"a": 1, "b": 2, "c": 1})
