@@ -7,6 +7,8 @@ On one topic of realistic Winlogbeat documents (the simulator's fleet, or
 - the peers: a plain faust-streaming agent with a table, and Quix Streams
   (optional, `pip install quixstreams`) doing the same job;
 - the product: a real `kbwatch worker` process, first record to last;
+- with `--workers N`, N workers in one consumer group on the same stream,
+  from the moment every one of them reads its share to the last record;
 - alert latency at half the product's rate: producing the record that
   completes a boot loop to its alert on the alerts topic;
 - memory: the worker's peak RSS, and state bytes per device at 100,000 devices.
@@ -56,6 +58,7 @@ class BenchPlan:
     state_devices: int = 100_000
     skip_peers: bool = False
     store: str = "memory://"  # the worker's table store (KBWATCH_STORE)
+    workers: int = 1  # above 1: also N workers in one group, for the scaling figure
 
 
 def progress(text: str) -> None:
@@ -180,6 +183,58 @@ def product(settings: Settings, workdir: Path, count: int) -> tuple[float, int]:
         return count / (last - first), _peak_rss(process.pid)
     finally:
         stop_worker(process)
+
+
+def several_workers(settings: Settings, workdir: Path, count: int, workers: int) -> float | None:
+    """Records/s of `workers` workers in one group, once every one has its share of the input.
+
+    The workers start together on the stream already in the topic; until the
+    group has settled some of them read nothing, so the clock starts when each
+    has input partitions and something is read, and counts the records after.
+    """
+    from streams.broker import free_port
+
+    processes, urls = [], []
+    for index in range(workers):
+        own = replace(settings, web_port=free_port(), data_dir=f"{settings.data_dir}-{index}")
+        processes.append(start_worker(own, workdir / f"bench-worker-{index}.log"))
+        urls.append(f"http://{own.web_host}:{own.web_port}/metrics")
+    try:
+        first = read_before = 0.0
+        deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            for process in processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a worker exited with code {process.returncode}")
+            pages = [scrape(url) for url in urls]
+            totals = [_progress_of(page) for page in pages]
+            read, made, applied = (sum(column) for column in zip(*totals, strict=True))
+            now = time.perf_counter()
+            if not first and read and all(_reads_input(page) for page in pages):
+                first, read_before = now, read
+            if first and read >= count and applied >= made:
+                if read_before >= count:
+                    progress("the group settled after the whole stream was read: no figure (more --devices)")
+                    return None
+                if read_before > count / 2:
+                    progress(
+                        f"the group settled only after {read_before:,.0f} of {count:,} records: "
+                        "the figure rests on a short stretch (use more --devices)"
+                    )
+                return (count - read_before) / (now - first)
+            time.sleep(0.05)
+        raise RuntimeError(f"{workers} workers did not finish the stream in time")
+    finally:
+        for process in processes:
+            stop_worker(process)
+
+
+def _reads_input(metrics: str) -> bool:
+    """Whether a worker's sieve has event partitions of its own."""
+    for line in metrics.splitlines():
+        if line.startswith('kbwatch_partitions_assigned{source="winlogbeat"}'):
+            return float(line.rsplit(" ", 1)[1]) > 0
+    return False
 
 
 def _progress_of(metrics: str) -> tuple[float, float, float]:
@@ -375,6 +430,12 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         asyncio.run(ensure_topics(settings))
         progress("product: a kbwatch worker, first record to last")
         product_rate, peak_rss = product(settings, workdir, count)
+        workers_rate = None
+        if plan.workers > 1:
+            progress(f"scaling: {plan.workers} workers in one consumer group")
+            scale_settings = replace(settings.isolated(f"{prefix}-scale"), events_topic=topic)
+            asyncio.run(ensure_topics(scale_settings))
+            workers_rate = several_workers(scale_settings, workdir, count, plan.workers)
         offered = product_rate / 2
         progress(f"alert latency: {plan.incidents} boot loops in noise at {offered:,.0f} records/s")
         latency_settings = settings.isolated(f"{prefix}-latency")
@@ -389,9 +450,13 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         if embedded is not None:
             embedded.stop()
     shutil.rmtree(workdir, ignore_errors=True)  # state of peers and workers, logs: all spent
-    return _figures(
+    figures = _figures(
         plan, count, ceiling_rate, faust_rate, quix_rate, product_rate, latencies, state_bytes, peak_rss
     )
+    figures["workers"] = plan.workers
+    figures["workers_records_per_second"] = round(workers_rate) if workers_rate else None
+    figures["speedup_over_one_worker"] = round(workers_rate / product_rate, 2) if workers_rate else None
+    return figures
 
 
 def _figures(
@@ -462,6 +527,15 @@ def table(figures: dict[str, Any]) -> str:
         ),
         ("Quix Streams", figures["quix_records_per_second"], f"speedup {figures['speedup_over_quix']}"),
     ]
+    if figures.get("workers_records_per_second"):
+        rows.insert(
+            1,
+            (
+                f"{figures['workers']} kbwatch workers",
+                figures["workers_records_per_second"],
+                f"speedup {figures['speedup_over_one_worker']} over one",
+            ),
+        )
     lines = [
         f"{name:<30} {rate if rate is not None else 'n/a':>12} records/s  {note}" for name, rate, note in rows
     ]

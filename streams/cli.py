@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--state-devices", type=int, default=100_000, help="devices for state size (100000)")
     bench.add_argument("--skip-peers", action="store_true", help="do not run the Faust and Quix peers")
     bench.add_argument(
+        "--workers", type=int, default=1, help="also run this many workers in one group (default 1: not)"
+    )
+    bench.add_argument(
         "--store", default="memory://", help="the worker's table store: memory:// or rocksdb:// (memory://)"
     )
     bench.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
@@ -281,7 +284,11 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         state_devices=arguments.state_devices,
         skip_peers=arguments.skip_peers,
         store=arguments.store,
+        workers=arguments.workers,
     )
+    if plan.workers < 1:
+        print("kbwatch bench: --workers must be at least 1", file=sys.stderr)
+        return 2
     figures = run_bench(plan, broker=arguments.broker)
     print(table(figures))
     if arguments.json:

@@ -61,7 +61,9 @@ class Decoding:
 
 
 def looks_like_xml(payload: bytes) -> bool:
-    return payload.lstrip()[:1] == b"<"
+    # Asked of every record: spare the copy `lstrip` makes when nothing leads.
+    head = payload[:1]
+    return head == b"<" or (head.isspace() and payload.lstrip()[:1] == b"<")
 
 
 def event_format(document: dict[str, Any]) -> InputFormat | None:
