@@ -274,7 +274,10 @@ async def _latency(settings: Settings, workdir: Path, rate: float, incidents: in
         await asyncio.to_thread(wait_until_consuming, url, process, 60)
         await _warm_up(settings, url)
         consumer = AIOKafkaConsumer(
-            settings.alerts_topic, bootstrap_servers=settings.bootstrap_servers(), auto_offset_reset="latest"
+            settings.alerts_topic,
+            bootstrap_servers=settings.bootstrap_servers(),
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,  # the stopwatch must not lag either
         )
         await consumer.start()
         await consumer.seek_to_end()
@@ -423,6 +426,8 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             data_dir=str(workdir / "data"),
             log_level="warning",
             store=plan.store,
+            # The embedded broker holds every fetch for most of its wait (see Settings).
+            fetch_max_wait_ms=50 if embedded is not None else None,
         )
         settings = replace(base.isolated(prefix), events_topic=topic)
         from streams.topics import ensure_topics

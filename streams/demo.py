@@ -108,6 +108,7 @@ def run_demo(devices: int, seed: int, web_port: int) -> int:
             data_dir=str(workdir / "data"),
             log_level="warning",
             alertmanager_url=alertmanager_url,
+            fetch_max_wait_ms=50,  # the embedded broker holds fetches (see Settings)
         )
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings, workdir / "worker.log")

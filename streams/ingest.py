@@ -94,6 +94,7 @@ class Ingest:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_BATCH_RECORDS,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=int(settings.session_timeout_seconds * 1000),
             heartbeat_interval_ms=max(1000, int(settings.session_timeout_seconds * 1000) // 3),
             rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),

@@ -56,6 +56,10 @@ class Settings:
     # own: the embedded broker (Tansu) reports a partition's end offset per batch, and
     # a table restore that trusts a short end offset stops early.
     producer_max_batch_bytes: int = 16384
+    # How long the broker may hold a fetch that finds nothing new (aiokafka's default).
+    # Kafka answers as soon as records arrive; the embedded broker waits most of this
+    # out every time, so each consumer hop adds up to it to alert latency there: 50.
+    fetch_max_wait_ms: int = 500
     log_level: str = "info"
     boot_loop_min_crashes: int = 3
     boot_loop_window_minutes: int = 60
@@ -93,6 +97,7 @@ class Settings:
             "replication_factor",
             "max_message_bytes",
             "producer_max_batch_bytes",
+            "fetch_max_wait_ms",
             "boot_loop_min_crashes",
             "boot_loop_window_minutes",
             "boot_loop_after_install_hours",

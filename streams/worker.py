@@ -130,6 +130,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # The device and fleet agents' share after a rebalance: how a takeover shows in the log.
         assigned = args[0] if args else kwargs.get("assigned", ())
         log.info("agents: partitions assigned: %s", describe_partitions(assigned) or "none")
+        set_fetch_max_wait(app, settings.fetch_max_wait_ms)
 
     @app.on_before_shutdown.connect
     async def drain_sieve(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -189,6 +190,21 @@ class Health:
         if not ingest.polling:
             problems.append("the sieve has not joined its consumer group")
         return problems
+
+
+def set_fetch_max_wait(app: faust.App, fetch_max_wait_ms: int) -> bool:
+    """Give the agents' consumer `KBWATCH_FETCH_MAX_WAIT_MS`; False if it cannot be reached.
+
+    Faust builds its aiokafka consumer with a fixed 1,500 ms and no setting for
+    it, so the value is set on the consumer's fetcher once it exists.
+    """
+    thread = getattr(app.consumer, "_thread", None)
+    fetcher = getattr(getattr(thread, "_consumer", None), "_fetcher", None)
+    if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        log.warning("could not set the agents' fetch wait (Faust or aiokafka changed?)")
+        return False
+    fetcher._fetch_max_wait_ms = fetch_max_wait_ms
+    return True
 
 
 def _answer(web: Any, problems: list[str]) -> Any:

@@ -241,6 +241,7 @@ def test_readiness_liveness_and_a_graceful_sigterm(broker: EmbeddedBroker, tmp_p
     assert elapsed < settings.shutdown_grace_seconds + 10
     assert "sieve stopped: last batch sent and committed" in log
     assert "Unclosed" not in log and "Traceback" not in log
+    assert "could not set the agents' fetch wait" not in log  # Faust's consumer is reachable
 
 
 def status_of_or_none(url: str) -> int | None:
