@@ -4,22 +4,15 @@ A bare aiokafka consumer, not a Faust agent: it sees every record of the
 fleet, and Faust's per-event machinery costs ten times what the sieve itself
 does (domain.md §7). It reads batches, sifts each message, releases them in
 event-time order across partitions (`streams.align`), produces the few
-signals keyed by device, announces the fleet clock, and commits its input
-only after everything it produced from it is acknowledged (at-least-once).
-
-It does not wait for those acknowledgements batch by batch: it reads on, and
-about once a second (at once when the input goes quiet, and when it stops)
-waits for what it has sent and commits. A commit per batch put two broker
-round trips on the path of every batch.
+signals keyed by device, announces the fleet clock, and commits a batch only
+after everything it produced from it is acknowledged (at-least-once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -43,7 +36,6 @@ MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
 POLL_MS = 500
 QUIET_FLUSH_MS = 2_000
-COMMIT_EVERY_SECONDS = 1.0  # at most this much input is read again after a crash
 RETRY_FIRST_SECONDS = 1.0  # after a broker error; doubles up to RETRY_MAX_SECONDS
 RETRY_MAX_SECONDS = 30.0
 
@@ -70,10 +62,6 @@ class Ingest:
         self._held: dict[Any, list[Sifting]] = {}
         # The input partitions last announced idle (nothing to read), until records come.
         self._idle_announced: frozenset[Any] | None = None
-        # Sent since the last commit and not yet known acknowledged; what that commit covers.
-        self._unacked: list[asyncio.Future[Any]] = []
-        self._uncommitted = False
-        self._committed_at = time.monotonic()
         self.polling = False  # joined its group and reading: what readiness needs of the sieve
         self.finished = asyncio.Event()  # run() returned: its last batch sent and committed
 
@@ -100,9 +88,7 @@ class Ingest:
             rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
             **aiokafka_options(settings),
         )
-        self._consumer.subscribe(
-            [settings.events_topic, settings.installs_topic], listener=_Takeovers(self._commit_before_revoke)
-        )
+        self._consumer.subscribe([settings.events_topic, settings.installs_topic], listener=_Takeovers())
         await self._producer.start()
         await self._consumer.start()
         log.info("sieve reading %s and %s", settings.events_topic, settings.installs_topic)
@@ -139,11 +125,6 @@ class Ingest:
         finally:
             self.polling = False
             try:
-                if not rewind:  # (after a broker error, what is unacknowledged is read again)
-                    await self._commit_sent(force=True)
-            except KafkaError as error:
-                log.warning("sieve: the last commit failed (%s); its records are read again", error)
-            try:
                 await self._consumer.stop()
                 await self._producer.stop()
             finally:
@@ -154,8 +135,6 @@ class Ingest:
         assert self._consumer is not None
         self._held.clear()
         self._next_offset.clear()
-        self._unacked.clear()
-        self._uncommitted = False
         # What was sent from the records read again may never have arrived.
         self.sieve.forget_seen()
         self.seen_once = SeenOnce()
@@ -208,27 +187,7 @@ class Ingest:
         self._consumer.resume(*[tp for tp in assigned if tp not in full])
         if released:
             await self._send(released)
-            self._uncommitted = True
-        await self._commit_sent(force=flush)
-
-    async def _commit_sent(self, force: bool = False) -> None:
-        """Once a second (or now, if `force`): wait for what was sent, then commit what it covers."""
-        if not self._uncommitted or (
-            not force and time.monotonic() - self._committed_at < COMMIT_EVERY_SECONDS
-        ):
-            return
-        # A send that failed raises here, and again until the loop rewinds (which clears them).
-        await asyncio.gather(*self._unacked)
-        self._unacked.clear()
-        await self._commit()
-        self._uncommitted = False
-        self._committed_at = time.monotonic()
-
-    async def _commit_before_revoke(self) -> None:
-        try:
-            await self._commit_sent(force=True)
-        except KafkaError as error:
-            log.warning("sieve: commit before a rebalance failed (%s); the new owner reads again", error)
+            await self._commit()
 
     async def _commit(self) -> None:
         """Commit what was released: a held partition only up to its first held record."""
@@ -309,7 +268,8 @@ class Ingest:
             # After this batch's signals, to every partition: each device agent
             # judges the silences of its own partition's devices.
             pending += await self._send_tick(watermark, idle=False)
-        self._unacked += pending  # waited for before the commit that covers this batch
+        if pending:
+            await asyncio.gather(*pending)
         self._count(outcomes, reasons, newest_ms)
 
     async def _send_tick(self, watermark_ms: int, idle: bool) -> list[asyncio.Future[Any]]:
@@ -387,19 +347,11 @@ class Ingest:
 
 
 class _Takeovers(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Logs which input partitions this sieve gives up and takes over: how a takeover shows.
-
-    Before giving partitions up, it commits what was sent, so that their new
-    owner does not read the last second again.
-    """
-
-    def __init__(self, before_revoke: Callable[[], Awaitable[None]]) -> None:
-        self._before_revoke = before_revoke
+    """Logs which input partitions this sieve gives up and takes over: how a takeover shows."""
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         if revoked:
             log.info("sieve: partitions revoked: %s", describe_partitions(revoked))
-            await self._before_revoke()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("sieve: partitions assigned: %s", describe_partitions(assigned) or "none")
