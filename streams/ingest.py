@@ -25,7 +25,7 @@ from streams.metrics import Metrics
 from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
-from streams.sieve import SeenOnce, Sieve, SieveResult, Sifted, Source
+from streams.sieve import Sieve, SieveResult, Sifted, Source
 from streams.signals import Signal, SignalKind, partition_of, seen_many
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
@@ -49,7 +49,6 @@ class Ingest:
         self.settings = settings
         self.metrics = metrics
         self.sieve = Sieve(settings.max_message_bytes, decoding=settings.decoding())
-        self.seen_once = SeenOnce()
         self.clock = FleetClock(settings.catalog().silence.allowed_lateness_ms)
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -137,7 +136,6 @@ class Ingest:
         self._next_offset.clear()
         # What was sent from the records read again may never have arrived.
         self.sieve.forget_seen()
-        self.seen_once = SeenOnce()
         for partition in self._consumer.assignment():
             committed = await self._consumer.committed(partition)  # KafkaError: tried again
             if committed is None:
@@ -219,8 +217,6 @@ class Ingest:
                 if not result.event_ms and result.signal is None and result.rejected is None:
                     outcomes[source, sifted] += 1  # noise, nine records in ten: only counted
                     continue
-                if sifted is Sifted.SEEN and result.signal and not self.seen_once.first(result.signal):
-                    sifted = Sifted.IRRELEVANT  # another partition's record already said it
                 outcomes[source, sifted] += 1
                 newest_ms = max(newest_ms, result.event_ms)
                 if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
@@ -230,8 +226,6 @@ class Ingest:
                     self._partition_time[partition] = max(
                         self._partition_time.get(partition, 0), result.event_ms
                     )
-                if sifted is Sifted.IRRELEVANT:
-                    continue
                 if result.signal is not None and result.signal.kind is SignalKind.SEEN:
                     seen.setdefault(partition_of(result.signal.device, settings.partitions), []).append(
                         result.signal

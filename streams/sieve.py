@@ -7,12 +7,6 @@ event time goes on as a `seen` signal (the device's clock for resolving
 alerts). Stateless apart from that throttle, which may be forgotten at any
 time without changing a verdict: `seen` times are floored to the ten minutes,
 so whichever record of those ten minutes gets through says the same.
-
-That throttle sees records as they are sifted, a batch partition by
-partition, and each partition of unkeyed input brings the same stretch of a
-device's time again: on the bench's fleet (4 partitions) 2.8 times as many
-`seen` signals got through as there are device buckets. `SeenOnce` drops the
-repeats once the batch is released in event-time order, before they are sent.
 """
 
 from __future__ import annotations
@@ -209,26 +203,3 @@ class Sieve:
 
 def _reject(reason: RejectReason, detail: str) -> SieveResult:
     return SieveResult(Sifted.REJECTED, rejected=Rejected(reason, detail))
-
-
-class SeenOnce:
-    """Passes a device's `seen` signal only once per floored time, in release order.
-
-    Released records are in event-time order within the allowed lateness, so
-    remembering the last two times sent per device catches the repeats that
-    sifting partition by partition lets through. Dropping one changes nothing:
-    the device agent has already applied the same device and time.
-    """
-
-    def __init__(self) -> None:
-        self._sent: dict[str, tuple[int, int]] = {}  # device -> the last two times sent
-
-    def first(self, signal: Signal) -> bool:
-        """Whether this `seen` is new; remembers it if so."""
-        sent = self._sent.get(signal.device)
-        if sent is not None and signal.time_ms in sent:
-            return False
-        if sent is None and len(self._sent) >= _MAX_TRACKED_DEVICES:
-            self._sent.clear()  # forgetting only lets a few repeats through
-        self._sent[signal.device] = (signal.time_ms, sent[0] if sent is not None else -1)
-        return True

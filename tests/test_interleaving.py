@@ -25,7 +25,7 @@ from streams.engine import Engine, Output
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
-from streams.sieve import SeenOnce, Sieve, SieveResult, Source
+from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import Signal, SignalKind, partition_of, seen_many
 from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import wall_clock_ms
@@ -42,7 +42,6 @@ class SieveTurns:
     owned: list[Partition]
     clock: FleetClock = field(default_factory=lambda: FleetClock(Catalog().silence.allowed_lateness_ms))
     sieve: Sieve = field(default_factory=lambda: Sieve(1 << 20))
-    seen_once: SeenOnce = field(default_factory=SeenOnce)
     held: dict[Partition, list[Timed[list[SieveResult]]]] = field(default_factory=dict)
     partition_time: dict[Partition, int] = field(default_factory=dict)
 
@@ -161,8 +160,7 @@ class Schedule:
                 if result.signal is not None:
                     key = partition_of(result.signal.device, self.partitions)
                     if result.signal.kind is SignalKind.SEEN:
-                        if worker.seen_once.first(result.signal):
-                            seen.setdefault(key, []).append(result.signal)
+                        seen.setdefault(key, []).append(result.signal)
                     else:
                         signals[key].append(result.signal)
         for key, grouped in seen.items():  # after the batch's other signals, as the sieve sends them

@@ -4,7 +4,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from streams import codec, documents
 from streams.outcomes import RejectReason
-from streams.sieve import SEEN_GRANULARITY_MS, SeenOnce, Sieve, Sifted, Source
+from streams.sieve import SEEN_GRANULARITY_MS, Sieve, Sifted, Source
 from streams.signals import Signal, SignalKind, partition_of, seen_many
 from tests.builders import HOST, T0
 
@@ -33,40 +33,6 @@ def test_noise_passes_once_per_device_and_ten_minutes_floored():
     assert all(result.signal is not None for result in passed)
     assert [r.signal.time_ms % SEEN_GRANULARITY_MS for r in passed if r.signal] == [0, 0, 0, 0]
     assert sum(result.sifted is Sifted.IRRELEVANT for result in outcomes) == len(outcomes) - 4
-
-
-def test_a_device_time_that_each_partition_brings_again_is_sent_once():
-    # Sifted partition by partition, as the consumer loop does: each partition
-    # of unkeyed input brings the same half hour of the device again.
-    the_sieve = sieve()
-    partitions = [[T0 + minute * 60_000 for minute in range(first, 30, 3)] for first in range(3)]
-    sifted = [
-        result
-        for times in partitions
-        for time_ms in times
-        for result in the_sieve.sift(
-            Source.WINLOGBEAT, codec.dumps(documents.security_4624(HOST, time_ms, time_ms, "alice"))
-        )
-        if result.signal is not None
-    ]
-    assert len(sifted) > 3  # the throttle alone lets the repeats through
-    released = sorted(sifted, key=lambda result: result.event_ms)  # the merge's order
-    once = SeenOnce()
-    sent = [result.signal.time_ms for result in released if result.signal and once.first(result.signal)]
-    assert sent == sorted({result.signal.time_ms for result in sifted if result.signal})
-    assert len(sent) == 3
-
-
-def test_seen_once_still_passes_an_earlier_time_it_has_not_sent():
-    # An earlier `seen` can still matter (the first record after a restart).
-    once = SeenOnce()
-    later = Signal(device="pc-1", kind=SignalKind.SEEN, time_ms=T0 + SEEN_GRANULARITY_MS)
-    earlier = Signal(device="pc-1", kind=SignalKind.SEEN, time_ms=T0)
-    assert once.first(later)
-    assert once.first(earlier)
-    assert not once.first(later)
-    assert not once.first(earlier)
-    assert once.first(Signal(device="pc-2", kind=SignalKind.SEEN, time_ms=T0))
 
 
 def test_bytes_that_are_not_json_are_rejected():

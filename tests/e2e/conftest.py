@@ -40,7 +40,6 @@ def isolated_settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         rebalance_timeout_seconds=6.0,
         data_dir=str(tmp_path / "data"),
         log_level="info",
-        fetch_max_wait_ms=50,  # as the demo and the bench run on the embedded broker
     ).isolated(f"t{uuid.uuid4().hex[:8]}")
 
 
