@@ -169,11 +169,15 @@ def product(settings: Settings, workdir: Path, count: int) -> tuple[float, int]:
         wait_until_consuming(url, process, 60)
         first, last = 0.0, 0.0
         deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
+        before = time.perf_counter()  # the last look that found nothing read
         while time.monotonic() < deadline:
             read, signals_made, signals_applied = _progress_of(scrape(url))
             now = time.perf_counter()
             if read and not first:
-                first = now
+                # From the last look that saw nothing: a stream read whole between two
+                # looks still gets a (lower-bound) rate instead of a division by zero.
+                first = before
+            before = now
             if read >= count and signals_applied >= signals_made:
                 last = now
                 break
