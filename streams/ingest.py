@@ -213,9 +213,11 @@ class Ingest:
             source = self._source(partition)
             self._next_offset[partition] = record.offset + 1
             for result in results:
-                outcomes[source, result.sifted] += 1
+                sifted = result.sifted
                 if not result.event_ms and result.signal is None and result.rejected is None:
-                    continue  # noise, nine records in ten: only counted
+                    outcomes[source, sifted] += 1  # noise, nine records in ten: only counted
+                    continue
+                outcomes[source, sifted] += 1
                 newest_ms = max(newest_ms, result.event_ms)
                 if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
                     # Install reports arrive late or in bulk (WUfB exports), and a
