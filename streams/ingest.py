@@ -26,7 +26,7 @@ from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sieve import Sieve, SieveResult, Sifted, Source
-from streams.signals import Signal, SignalKind, partition_of, seen_many
+from streams.signals import SeenBatch, Signal, SignalKind
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
 
@@ -207,16 +207,18 @@ class Ingest:
         reasons: Counter[str] = Counter()
         newest_ms = events_newest_ms = 0
         now_ms = wall_clock_ms()
-        seen: dict[int, list[Signal]] = {}  # signals partition -> the batch's `seen` signals
+        seen = SeenBatch(settings.partitions)
         for partition, record in released:
             message, results = record.item
             source = self._source(partition)
             self._next_offset[partition] = record.offset + 1
             for result in results:
-                sifted = result.sifted
-                if not result.event_ms and result.signal is None and result.rejected is None:
+                sifted, signal = result.sifted, result.signal
+                if not result.event_ms and signal is None and result.rejected is None:
                     outcomes[source, sifted] += 1  # noise, nine records in ten: only counted
                     continue
+                if signal is not None and signal.kind is SignalKind.SEEN and not seen.add(signal):
+                    sifted = Sifted.IRRELEVANT  # the same bucket again, from another input partition
                 outcomes[source, sifted] += 1
                 newest_ms = max(newest_ms, result.event_ms)
                 if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
@@ -226,12 +228,8 @@ class Ingest:
                     self._partition_time[partition] = max(
                         self._partition_time.get(partition, 0), result.event_ms
                     )
-                if result.signal is not None and result.signal.kind is SignalKind.SEEN:
-                    seen.setdefault(partition_of(result.signal.device, settings.partitions), []).append(
-                        result.signal
-                    )
-                elif result.signal is not None:
-                    value, key = result.signal.to_wire(), result.signal.device.encode()
+                if signal is not None and signal.kind is not SignalKind.SEEN:
+                    value, key = signal.to_wire(), signal.device.encode()
                     pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
                 elif result.rejected is not None:
                     reasons[result.rejected.reason.value] += 1
@@ -249,12 +247,13 @@ class Ingest:
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
                     )
                 )
-        for partition_number, signals in seen.items():
+        for partition_number, message in seen.messages().items():
             # After the batch's other signals, before its tick: a `seen` only moves
             # a device's newest time, which does not depend on the order.
-            value = seen_many(signals).to_wire()
             pending.append(
-                await self._producer.send(settings.signals_topic, value=value, partition=partition_number)
+                await self._producer.send(
+                    settings.signals_topic, value=message.to_wire(), partition=partition_number
+                )
             )
         self.clock.observe(events_newest_ms)
         watermark = self.clock.due_tick()

@@ -126,6 +126,35 @@ def seen_many(signals: list[Signal]) -> Signal:
     return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=entries)
 
 
+class SeenBatch:
+    """The `seen` signals of one released batch, each once, as one `seen_many` per signals partition.
+
+    An unkeyed input holds a device on every input partition, so the sieve's
+    throttle passes a ten-minute bucket once per input partition. A repeat is
+    left out: it would go in the same `seen_many`, after the batch's other
+    signals, with none of the device's other signals between, and a `seen`
+    applied again changes nothing (tests/test_engine_batches.py).
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = partitions
+        self._entries: set[tuple[str, int, str]] = set()
+        self._by_partition: dict[int, list[Signal]] = {}
+
+    def add(self, signal: Signal) -> bool:
+        """Take a `seen` signal; False when the batch already holds the same one."""
+        entry = (signal.device, signal.time_ms, signal.host)
+        if entry in self._entries:
+            return False
+        self._entries.add(entry)
+        self._by_partition.setdefault(partition_of(signal.device, self._partitions), []).append(signal)
+        return True
+
+    def messages(self) -> dict[int, Signal]:
+        """Signals partition -> the `seen_many` to send to it."""
+        return {partition: seen_many(signals) for partition, signals in self._by_partition.items()}
+
+
 @functools.lru_cache(maxsize=1 << 18)
 def partition_of(device: str, partitions: int) -> int:
     """The signals partition of a device: what the producer's default partitioner picks for its key.

@@ -12,7 +12,7 @@ from streams.catalog import Catalog
 from streams.engine import Engine, Output, WriteBack
 from streams.metrics import Metrics
 from streams.sieve import Sieve
-from streams.signals import Signal, SignalKind
+from streams.signals import SeenBatch, Signal, SignalKind
 from streams.simulate import FleetPlan, spring_2025
 from streams.timeutil import HOUR_MS
 from tests.builders import DEVICE, T0, install
@@ -88,6 +88,52 @@ def test_a_fleet_through_seen_batches_ends_as_one_signal_at_a_time_with_fewer_wr
     assert many_output.evidence == one_output.evidence
     assert many_output.alerts  # the fleet's incidents fired
     assert sum(many_store.writes.values()) < sum(one_store.writes.values()) / 2
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_seen_many_that_leaves_out_repeats_ends_as_applying_every_repeat(seed):
+    # What an unkeyed input does: each run of `seen` arrives once per input
+    # partition, shuffled together; the sieve sends each entry once.
+    rng = random.Random(seed)
+    repeated: list[Signal] = []
+    runs: list[list[Signal]] = []
+    for signal in fleet_signals(devices=60):
+        if signal.kind is SignalKind.SEEN:
+            if not runs or runs[-1][-1].kind is not SignalKind.SEEN:
+                runs.append([])
+            runs[-1].append(signal)
+        else:
+            runs.append([signal])
+    for run_ in runs:
+        if run_[0].kind is SignalKind.SEEN:
+            copies = run_ + [rng.choice(run_) for _ in range(2 * len(run_))]
+            rng.shuffle(copies)
+            repeated += copies
+        else:
+            repeated += run_
+    every, every_store, every_output = run(repeated, batched=False, rng=rng)
+    store, watches = CountingStore(), CountingStore()
+    once = Engine(store, Catalog(), Metrics.create(), watches)
+    once_output = Output()
+    index = 0
+    while index < len(repeated):
+        end = index + 1
+        if repeated[index].kind is SignalKind.SEEN:
+            while end < len(repeated) and repeated[end].kind is SignalKind.SEEN:
+                end += 1
+            batch = SeenBatch(partitions=1)
+            kept = [batch.add(signal) for signal in repeated[index:end]]
+            assert not all(kept)
+            (message,) = batch.messages().values()
+            once_output.extend(once.process_many(message.expand(), partition=0))
+        else:
+            once_output.extend(once.process(repeated[index], partition=0))
+        index = end
+    assert store.data == every_store.data
+    assert dict(once.watches) == dict(every.watches)
+    assert [alert.to_wire() for alert in once_output.alerts] == [a.to_wire() for a in every_output.alerts]
+    assert once_output.evidence == every_output.evidence
+    assert once_output.alerts
 
 
 def test_a_device_that_expires_within_a_batch_is_forgotten_and_stays_forgotten():

@@ -26,7 +26,7 @@ from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.sieve import Sieve, SieveResult, Source
-from streams.signals import Signal, SignalKind, partition_of, seen_many
+from streams.signals import SeenBatch, Signal, SignalKind, partition_of
 from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
@@ -151,20 +151,20 @@ class Schedule:
         released += merged.released
         worker.held = merged.still_held(worker.held)
         newest = 0
-        seen: dict[int, list[Signal]] = {}
+        seen = SeenBatch(self.partitions)
         for tp, record in released:
             for result in record.item:
                 if tp[0] is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
                     newest = max(newest, result.event_ms)
                     worker.partition_time[tp] = max(worker.partition_time.get(tp, 0), result.event_ms)
                 if result.signal is not None:
-                    key = partition_of(result.signal.device, self.partitions)
                     if result.signal.kind is SignalKind.SEEN:
-                        seen.setdefault(key, []).append(result.signal)
+                        seen.add(result.signal)
                     else:
-                        signals[key].append(result.signal)
-        for key, grouped in seen.items():  # after the batch's other signals, as the sieve sends them
-            signals[key].append(seen_many(grouped))
+                        signals[partition_of(result.signal.device, self.partitions)].append(result.signal)
+        # After the batch's other signals, as the sieve sends them.
+        for key, message in seen.messages().items():
+            signals[key].append(message)
         for tp in worker.owned:
             held = worker.held.get(tp)
             committed[tp] = held[0].offset if held else read[tp]

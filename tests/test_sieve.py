@@ -5,7 +5,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from streams import codec, documents
 from streams.outcomes import RejectReason
 from streams.sieve import SEEN_GRANULARITY_MS, Sieve, Sifted, Source
-from streams.signals import Signal, SignalKind, partition_of, seen_many
+from streams.signals import SeenBatch, Signal, SignalKind, partition_of, seen_many
 from tests.builders import HOST, T0
 
 NOW = T0 + 10**9
@@ -140,3 +140,22 @@ def test_seen_many_carries_each_seen_signal_back_out():
     message = Signal.from_wire(seen_many(signals).to_wire())
     assert message.kind is SignalKind.SEEN_MANY and message.time_ms == 1_200_000
     assert message.expand() == signals
+
+
+def test_a_seen_batch_keeps_each_seen_once_on_its_devices_partition():
+    batch = SeenBatch(partitions=4)
+    first = Signal("pc-1", SignalKind.SEEN, 600_000, host="PC-1")
+    later = Signal("pc-1", SignalKind.SEEN, 1_200_000, host="PC-1")
+    other = Signal("pc-2", SignalKind.SEEN, 600_000)
+    kept = [batch.add(signal) for signal in (first, other, first, later, other)]
+    assert kept == [True, True, False, True, False]
+    sent = {
+        partition: [(s.device, s.time_ms, s.host) for s in message.expand()]
+        for partition, message in batch.messages().items()
+    }
+    expected: dict[int, list[tuple[str, int, str]]] = {}
+    for signal in (first, other, later):
+        expected.setdefault(partition_of(signal.device, 4), []).append(
+            (signal.device, signal.time_ms, signal.host)
+        )
+    assert sent == expected
