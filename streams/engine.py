@@ -31,6 +31,8 @@ from streams.timeutil import HOUR_MS
 from streams.watermarks import Coverage, InputWatermarks
 
 SWEEP_EVERY_MS = 24 * HOUR_MS
+# Decoded states kept for reuse; a few batches' worth of devices, then forgotten at once.
+RECENT_STATES = 4096
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class Engine:
         self._partition_time: dict[int, int] = {}  # partition -> fleet time of its last tick
         self._inputs: dict[int, InputWatermarks] = {}  # partition -> what each sieve's ticks said
         self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
+        # Each device's last stored encoding and the state it encodes: a device
+        # named again soon (a `seen_many` names it several times) skips the decode.
+        self._recent: dict[str, tuple[bytes, DeviceState]] = {}
 
     def _full(self) -> bool:
         if self._tracked is None:
@@ -83,7 +88,7 @@ class Engine:
             outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
             self.metrics.signals.labels(signal.kind.value, outcome).inc()
             return Output()
-        state = _decoded(stored)
+        state = self._state_of(signal.device, stored)
         if state is not None and is_expired(state, signal.time_ms, self.catalog):
             # As if swept: whether the sweep got to it first depends on timing,
             # and what a record finds must depend on event time alone.
@@ -194,9 +199,24 @@ class Engine:
             self.sweep(partition)
         self._swept_day[partition] = day
 
+    def _state_of(self, device: str, stored: bytes | None) -> DeviceState | None:
+        """`stored` decoded, or the state it was encoded from when this engine stored it.
+
+        The detector never changes a state it is given (it works on a copy),
+        and a state decodes to what was encoded (tests/test_engine_batches.py).
+        """
+        recent = self._recent.get(device)
+        if recent is not None and stored is not None and (recent[0] is stored or recent[0] == stored):
+            return recent[1]
+        return _decoded(stored)
+
     def _store(self, result: Result, new_device: bool) -> None:
         state = result.state
-        self.states[state.device] = state.to_wire()
+        encoded = state.to_wire()
+        self.states[state.device] = encoded
+        if len(self._recent) >= RECENT_STATES:
+            self._recent.clear()
+        self._recent[state.device] = (encoded, state)
         if new_device and self._tracked is not None:
             self._tracked += 1
             self.metrics.devices_tracked.inc()

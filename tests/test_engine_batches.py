@@ -9,6 +9,7 @@ from collections.abc import Iterator, MutableMapping
 import pytest
 
 from streams.catalog import Catalog
+from streams.device import DeviceState
 from streams.engine import Engine, Output, WriteBack
 from streams.metrics import Metrics
 from streams.sieve import Sieve
@@ -134,6 +135,21 @@ def test_a_seen_many_that_leaves_out_repeats_ends_as_applying_every_repeat(seed)
     assert [alert.to_wire() for alert in once_output.alerts] == [a.to_wire() for a in every_output.alerts]
     assert once_output.evidence == every_output.evidence
     assert once_output.alerts
+
+
+def test_every_state_the_fleet_stores_decodes_to_the_state_it_was_encoded_from():
+    # What lets the engine reuse the state it stored instead of decoding it again.
+    store, watches = CountingStore(), CountingStore()
+    engine = Engine(store, Catalog(), Metrics.create(), watches)
+    checked = 0
+    for signal in fleet_signals(devices=60):
+        engine.process(signal, partition=0)
+        stored = store.data.get(signal.device)
+        if stored is not None:
+            assert DeviceState.from_wire(stored).to_wire() == stored
+            assert DeviceState.from_wire(stored) == engine._recent[signal.device][1]
+            checked += 1
+    assert checked > 1000
 
 
 def test_a_device_that_expires_within_a_batch_is_forgotten_and_stays_forgotten():
