@@ -54,6 +54,9 @@ class Result:
     new_crash_boots: int = 0
     evidence: list[Evidence] = field(default_factory=list)
     new_boot_loops: list[Episode] = field(default_factory=list)  # first firings, for metrics
+    # For a duplicate: the device's episodes as sent, in case the first delivery's
+    # alerts were lost (the worker died after its state was written, before they were).
+    resent: list[Alert] = field(default_factory=list)
 
 
 def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
@@ -71,7 +74,10 @@ def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result
         evidence += _exposure(current, signal)
         applied = _add(current, signal, catalog, evidence)
     _prune(current, catalog)
-    if applied is Applied.DUPLICATE or (applied is Applied.SEEN and not _watching(current, catalog)):
+    if applied is Applied.DUPLICATE:
+        resent = [device_alert(current.device, episode, catalog) for episode in current.episodes]
+        return Result(current, [], applied, 0, evidence, resent=resent)
+    if applied is Applied.SEEN and not _watching(current, catalog):
         return Result(current, [], applied, 0, evidence)
     crashes = crash_boots(current.markers)
     findings = _findings(current, crashes, catalog)

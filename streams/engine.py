@@ -43,10 +43,14 @@ class Output:
 
     alerts: list[Alert] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    # Alerts sent again unchanged (a duplicate delivery): the worker sends them, so
+    # none is lost to a crash, but they are not changes, for metrics or replay.
+    resent: list[Alert] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         self.alerts += other.alerts
         self.evidence += other.evidence
+        self.resent += other.resent
 
 
 class Engine:
@@ -236,7 +240,7 @@ class Engine:
             ).inc()
         for episode in result.new_boot_loops:
             self.metrics.boot_loops.labels(stop_code_label(episode.stop_code)).inc()
-        return Output(result.alerts, result.evidence)
+        return Output(result.alerts, result.evidence, result.resent)
 
 
 class WriteBack(MutableMapping[str, bytes]):

@@ -95,6 +95,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             else:
                 output = engine.process(signal, partition)
             await send_alerts(output.alerts)
+            await send_alerts(output.resent)
             for evidence in output.evidence:
                 await evidence_topic.send(key=evidence.key, value=evidence.to_wire())
 

@@ -79,6 +79,22 @@ def test_duplicated_deliveries_count_once():
     assert run(signals + signals + signals)[1] == []
 
 
+def test_a_record_delivered_again_after_the_page_sends_the_page_again():
+    # The worker died after writing the state and before its alert reached the
+    # broker: the record comes again, finds itself counted, and must not stay silent.
+    engine = Engine({}, Catalog(), Metrics.create())
+    signals = [install(T0), *loop(T0 + minutes(20))]
+    outputs = [engine.process(signal) for signal in signals]
+    (paged,) = [output for output in outputs if output.alerts]
+    last = signals[outputs.index(paged)]
+    again = engine.process(last)
+    assert again.alerts == [] and [alert.to_wire() for alert in again.resent] == [
+        alert.to_wire() for alert in paged.alerts
+    ]
+    fired = engine.metrics.alerts.labels("PostUpdateBootLoop", "critical", "firing")._value.get()
+    assert fired == 1  # sent again, not counted again
+
+
 def test_forced_power_offs_are_not_crashes():
     signals = [install(T0)]
     for index in range(4):
