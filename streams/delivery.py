@@ -38,10 +38,9 @@ RESEND_MS = MINUTE_MS
 # kbwatch alert starts when its episode did, in event time, minutes before it is sent.
 # So devices failing together reach one notification only if they arrive in one post:
 # after news, keep reading until the topic has been quiet this long (at most GATHER_MAX_MS).
-# It outlasts the sieve's quiet flush (`streams.ingest.QUIET_FLUSH_MS`, 2 s), after which
-# the records it held for a lagging partition go on, plus a fetch wait on each hop after
-# it: at 2.5 s, the last of three devices failing together was sometimes posted alone.
-GATHER_QUIET_MS = 5000
+# Alertmanager still inserts a post's alerts one by one and may flush the group after
+# the first of them: under load, the first notification can miss some (README).
+GATHER_QUIET_MS = 2500
 GATHER_MAX_MS = 10_000
 FIRING_HORIZON_MS = 4 * MINUTE_MS
 RESOLVED_REPEAT_MS = 5 * MINUTE_MS
