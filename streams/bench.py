@@ -401,7 +401,7 @@ def state_bytes_per_device(devices: int) -> float:
 
 def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
     """Everything, in order; returns the figures and the parameters."""
-    from streams.broker import EmbeddedBroker, free_port
+    from streams.broker import FETCH_MAX_WAIT_MS, EmbeddedBroker, free_port
 
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"kbwatch-bench-{uuid.uuid4().hex[:6]}"
     workdir.mkdir(parents=True)
@@ -435,8 +435,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             data_dir=str(workdir / "data"),
             log_level="warning",
             store=plan.store,
-            # The embedded broker holds every fetch for most of its wait (see Settings).
-            fetch_max_wait_ms=50 if embedded is not None else None,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS if embedded is not None else None,
         )
         settings = replace(base.isolated(prefix), events_topic=topic)
         from streams.topics import ensure_topics

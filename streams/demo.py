@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from streams import codec, stack
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import FETCH_MAX_WAIT_MS, EmbeddedBroker, free_port
 from streams.security import aiokafka_options
 from streams.settings import Settings, env_name
 from streams.simulate import Expectation, FleetPlan, produce_fleet, spring_2025
@@ -108,7 +108,7 @@ def run_demo(devices: int, seed: int, web_port: int) -> int:
             data_dir=str(workdir / "data"),
             log_level="warning",
             alertmanager_url=alertmanager_url,
-            fetch_max_wait_ms=50,  # the embedded broker holds fetches (see Settings)
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings, workdir / "worker.log")
