@@ -206,11 +206,14 @@ class Engine:
     def _state_of(self, device: str, stored: bytes | None) -> DeviceState | None:
         """`stored` decoded, or the state it was encoded from when this engine stored it.
 
-        The detector never changes a state it is given (it works on a copy),
-        and a state decodes to what was encoded (tests/test_engine_batches.py).
+        The detector never changes a state it is given (it works on a copy; only
+        `partition`, which `process` sets anyway, is written on it), and a state
+        decodes to what was encoded (tests/test_engine_batches.py). Comparing the
+        bytes keeps this right when the table changed behind the engine (a
+        rebalance, a sweep): those bytes then differ and are decoded.
         """
         recent = self._recent.get(device)
-        if recent is not None and stored is not None and (recent[0] is stored or recent[0] == stored):
+        if recent is not None and recent[0] == stored:
             return recent[1]
         return _decoded(stored)
 
