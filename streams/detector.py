@@ -61,6 +61,16 @@ class Result:
 
 def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
     """Fold one signal into a device's state and say which alerts changed."""
+    if signal.kind is SignalKind.SEEN and state is not None:
+        # Nine signals in ten are a known device's clock moving on: spare them the copies.
+        quick = _clock_only(state, signal, catalog)
+        if quick is not None:
+            return quick
+    return fold(state, signal, catalog)
+
+
+def fold(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
+    """`apply`'s one full path, for every signal: what `_clock_only` must equal."""
     current = _copy(state) if state is not None else DeviceState(device=signal.device)
     evidence: list[Evidence] = []
     if signal.kind is SignalKind.TICK:
@@ -94,6 +104,82 @@ def apply(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result
         if episode.fingerprint not in known and episode.alertname == catalog.boot_loop.alertname
     ]
     return Result(current, alerts, applied, new_crash_boots, evidence, new_loops)
+
+
+def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result | None:
+    """A `seen` that can only move the device's clock and names: `fold`'s result, cheaply.
+
+    None whenever it could do more, and `fold` decides: something fires or
+    waits, a restart's return moves earlier, a new exposure epoch starts, or
+    the later clock lets a kept record age out. The lists are then shared with
+    `state`, which is safe: the detector never changes a list it was given.
+    """
+    time_ms = signal.time_ms
+    if _watching(state, catalog) or time_ms // EXPOSURE_EPOCH_MS > state.exposure_epoch:
+        return None
+    for restart in state.restarts:
+        if restart.time_ms + SHUTDOWN_GRACE_MS < time_ms < restart.back_ms:
+            return None
+    if time_ms >= state.newest_ms:
+        if time_ms > state.newest_ms and _ages_out(state, time_ms, catalog):
+            return None
+        newest_ms = time_ms
+        host, build, arch = signal.host or state.host, signal.build or state.build, signal.arch or state.arch
+    else:
+        newest_ms = state.newest_ms
+        host, build, arch = state.host or signal.host, state.build or signal.build, state.arch or signal.arch
+    # Spelled out, not `dataclasses.replace`, which costs as much as the rest of this.
+    current = DeviceState(
+        device=state.device,
+        newest_ms=newest_ms,
+        host=host,
+        build=build,
+        arch=arch,
+        markers=state.markers,
+        hello=state.hello,
+        app_crashes=state.app_crashes,
+        restarts=state.restarts,
+        installs=state.installs,
+        episodes=state.episodes,
+        reported=state.reported,
+        background_loops=state.background_loops,
+        exposure_epoch=state.exposure_epoch,
+        fleet_ms=state.fleet_ms,
+        partition=state.partition,
+    )
+    return Result(current, [], Applied.SEEN)
+
+
+def _ages_out(state: DeviceState, newest_ms: int, catalog: Catalog) -> bool:
+    """Whether `_prune` at `newest_ms` would change any list of a state it already pruned.
+
+    A pruned state's lists are sorted and within their limits (whatever the
+    catalog was), so the first entry of each tells.
+    """
+    limits = catalog.limits
+    horizon = newest_ms - limits.marker_retention_ms
+    for kept, most in (
+        (state.markers, limits.max_markers),
+        (state.hello, limits.max_hello_markers),
+        (state.app_crashes, limits.max_app_crashes),
+        (state.restarts, limits.max_restarts),
+    ):
+        if len(kept) > most or (kept and kept[0].time_ms < horizon):
+            return True
+    installs = state.installs
+    if len(installs) > limits.max_installs or (
+        installs and installs[0].time_ms < newest_ms - limits.install_retention_ms
+    ):
+        return True
+    episode_horizon = newest_ms - limits.episode_retention_ms
+    episodes = state.episodes
+    if len(episodes) > limits.max_episodes or any(
+        not episode.firing and episode.ends_ms < episode_horizon for episode in episodes
+    ):
+        return True
+    # Episodes are added after the prune: one may name a KB the prune no longer knew.
+    known_kbs = {install.kb for install in installs} | {episode.kb for episode in episodes}
+    return any(entry.kb not in known_kbs for entry in state.reported)
 
 
 def is_expired(state: DeviceState, fleet_time_ms: int, catalog: Catalog) -> bool:

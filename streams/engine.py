@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams import codec
 from streams.alerts import Alert
@@ -76,6 +77,14 @@ class Engine:
         # Each device's last stored encoding and the state it encodes: a device
         # named again soon (a `seen_many` names it several times) skips the decode.
         self._recent: dict[str, tuple[bytes, DeviceState]] = {}
+        self._signal_counters: dict[tuple[SignalKind, str], Any] = {}
+
+    def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:
+        # A labelled child looked up each time costs as much as applying a `seen`.
+        counter = self._signal_counters.get((kind, outcome))
+        if counter is None:
+            counter = self._signal_counters[kind, outcome] = self.metrics.signals.labels(kind.value, outcome)
+        return counter
 
     def _full(self) -> bool:
         if self._tracked is None:
@@ -90,7 +99,7 @@ class Engine:
             # fire or wait. This also keeps a flood of invented device names
             # from growing the table; past `max_devices`, new ones are refused.
             outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
-            self.metrics.signals.labels(signal.kind.value, outcome).inc()
+            self._signal_counter(signal.kind, outcome).inc()
             return Output()
         state = self._state_of(signal.device, stored)
         if state is not None and is_expired(state, signal.time_ms, self.catalog):
@@ -99,14 +108,14 @@ class Engine:
             state = None
             if signal.kind is SignalKind.SEEN:
                 self._forget([signal.device])
-                self.metrics.signals.labels(signal.kind.value, "seen").inc()
+                self._signal_counter(signal.kind, "seen").inc()
                 return Output()
         if state is not None:
             state.partition = partition
         result = apply(state, signal, self.catalog)
         result.state.partition = partition
         self._store(result, stored is None)
-        self.metrics.signals.labels(signal.kind.value, result.applied.value).inc()
+        self._signal_counter(signal.kind, result.applied.value).inc()
         if result.new_crash_boots:
             self.metrics.crash_boots.inc(result.new_crash_boots)
         return self._count(result)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
+from dataclasses import replace
 
 import pytest
 
 from streams.catalog import Catalog
+from streams.detector import _clock_only, apply, fold
 from streams.device import DeviceState
 from streams.engine import Engine, Output, WriteBack
 from streams.metrics import Metrics
 from streams.sieve import Sieve
 from streams.signals import SeenBatch, Signal, SignalKind
 from streams.simulate import FleetPlan, spring_2025
-from streams.timeutil import HOUR_MS
-from tests.builders import DEVICE, T0, install
+from streams.timeutil import HOUR_MS, MINUTE_MS
+from tests.builders import DEVICE, T0, crash_boot_signals, install, restart, seen
 
 
 class CountingStore(MutableMapping[str, bytes]):
@@ -182,3 +184,75 @@ def test_the_write_back_view_reads_its_own_writes_and_deletions():
     view.flush()
     assert base.data == {"a": b"1", "c": b"4"}
     assert base.writes == Counter({"a": 1, "b": 2, "c": 1})
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_seen_that_only_moves_the_clock_takes_the_quick_path_to_the_full_paths_result(seed):
+    # Every `seen` is applied both ways to the same state; the fleet's records
+    # come with delivery jitter and some `seen`s are held back up to an hour,
+    # so late ones reach restarts awaiting their return and older clocks.
+    rng = random.Random(seed)
+    signals = fleet_signals(devices=60)
+    late = [signal for signal in signals if signal.kind is SignalKind.SEEN and rng.random() < 0.2]
+    held = {id(signal) for signal in late}
+    ordered = [signal for signal in signals if id(signal) not in held]
+    for signal in late:
+        at = next(
+            (i for i, s in enumerate(ordered) if s.time_ms > signal.time_ms + rng.randint(0, HOUR_MS)), None
+        )
+        ordered.insert(len(ordered) if at is None else at, signal)
+    catalog = Catalog()
+    states: dict[str, DeviceState] = {}
+    quick = full = 0
+    for signal in ordered:
+        state = states.get(signal.device)
+        result = fold(state, signal, catalog)
+        if signal.kind is SignalKind.SEEN and state is not None:
+            shortcut = _clock_only(state, signal, catalog)
+            if shortcut is None:
+                full += 1
+            else:
+                assert shortcut == result
+                quick += 1
+        states[signal.device] = result.state
+    assert quick > 10 * full > 0
+
+
+def _folded(signals: list[Signal]) -> DeviceState:
+    state = None
+    for signal in signals:
+        state = fold(state, signal, Catalog()).state
+    assert state is not None
+    return state
+
+
+RESTART_AT = T0 + 6 * HOUR_MS
+BOOTED = [install(T0), *crash_boot_signals(T0 + HOUR_MS, 3)]
+
+
+@pytest.mark.parametrize(
+    ("history", "late", "quick"),
+    [
+        # A restart that came back at +40 min: a `seen` of +20 min is its earlier return.
+        (
+            [install(T0), restart(RESTART_AT, 7), seen(RESTART_AT + 40 * MINUTE_MS)],
+            RESTART_AT + 20 * MINUTE_MS,
+            False,
+        ),
+        # The same `seen` inside the restart's own shutdown grace changes nothing.
+        (
+            [install(T0), restart(RESTART_AT, 7), seen(RESTART_AT + 40 * MINUTE_MS)],
+            RESTART_AT + MINUTE_MS,
+            True,
+        ),
+        # A boot record ages out of retention (48 h) once the clock passes it.
+        ([*BOOTED, seen(T0 + 49 * HOUR_MS - MINUTE_MS)], T0 + 49 * HOUR_MS + MINUTE_MS, False),
+        ([*BOOTED, seen(T0 + 49 * HOUR_MS - MINUTE_MS)], T0 + 49 * HOUR_MS - 30_000, True),
+    ],
+)
+def test_the_quick_path_declines_exactly_what_it_cannot_do(history, late, quick):
+    state = replace(_folded(history), host="PC-00042")
+    signal = replace(seen(late), host="PC-RENAMED")  # an older record keeps the newer name
+    shortcut = _clock_only(state, signal, Catalog())
+    assert (shortcut is not None) == quick
+    assert apply(state, signal, Catalog()) == fold(state, signal, Catalog())
