@@ -89,6 +89,7 @@ class Sieve:
         self._clock = clock
         self._decoding = decoding or Decoding()
         self._seen_bucket: dict[str, str] = {}
+        self._device_of_id: dict[str, str] = {}  # `host.id` -> its checked device key
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
@@ -155,15 +156,23 @@ class Sieve:
         stamp = document.get("@timestamp")
         if type(stamp) is not str:
             stamp = winlog.get("time_created")
-        try:
-            device = device_key(document, winlog)
-        except FieldError:
-            return None
+        host = document.get("host")
+        host_id = host.get("id") if type(host) is dict else None
+        device = self._device_of_id.get(host_id) if type(host_id) is str else None
+        if device is None:
+            try:
+                device = device_key(document, winlog)
+            except FieldError:
+                return None
+            if device and type(host_id) is str and host_id.strip():
+                # `host.id` alone named it: the same id names the same device next time.
+                if len(self._device_of_id) >= _MAX_TRACKED_DEVICES:
+                    self._device_of_id.clear()
+                self._device_of_id[host_id] = device
         if type(stamp) is not str or not device:
             return _WINLOGBEAT_IRRELEVANT
         if self._seen_bucket.get(device) == stamp[:_SEEN_PREFIX]:
             return _WINLOGBEAT_IRRELEVANT
-        host = document.get("host")
         name = host.get("name") if isinstance(host, dict) else None
         if not isinstance(name, str):
             name = winlog.get("computer_name")

@@ -159,3 +159,29 @@ def test_a_seen_batch_keeps_each_seen_once_on_its_devices_partition():
             (signal.device, signal.time_ms, signal.host)
         )
     assert sent == expected
+
+
+def test_a_device_named_by_host_id_is_the_same_device_from_a_warm_sieve():
+    # The sieve remembers which device a `host.id` names; what it remembers
+    # must be what reading the document again would say, hostile ids included.
+    warm = sieve()
+    hosts = [
+        {"id": "7fc9aebf", "name": "PC-1"},
+        {"id": " 7fc9aebf ", "name": "PC-2"},
+        {"id": "7fc9\x01aebf", "name": "PC-3"},
+        {"id": "   ", "name": "PC-4"},
+        {"name": "PC-5"},
+        {"id": 42, "name": "PC-6"},
+    ]
+    for round_ in range(3):
+        for number, host in enumerate(hosts):
+            document = documents.security_4624(HOST, T0 + (round_ * 10 + number) * 3_600_000, 1, "alice")
+            document["host"] = {**host, "name": f"{host['name']}-{round_}"}  # renamed: the id stays
+            payload = codec.dumps(document)
+            (expected,) = sieve().sift(Source.WINLOGBEAT, payload)
+            (result,) = warm.sift(Source.WINLOGBEAT, payload)
+            assert (result.sifted, result.signal, result.rejected) == (
+                expected.sifted,
+                expected.signal,
+                expected.rejected,
+            )
