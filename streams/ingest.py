@@ -25,7 +25,7 @@ from streams.metrics import Metrics
 from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
-from streams.sieve import Sieve, SieveResult, Sifted, Source
+from streams.sieve import WINLOGBEAT_NOISE, Sieve, SieveResult, Sifted, Source
 from streams.signals import SeenBatch, Signal, SignalKind
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
@@ -208,14 +208,17 @@ class Ingest:
         newest_ms = events_newest_ms = 0
         now_ms = wall_clock_ms()
         seen = SeenBatch(settings.partitions)
+        noise: Counter[Any] = Counter()  # per input partition
         for partition, record in released:
             message, results = record.item
+            if results[0] is WINLOGBEAT_NOISE and len(results) == 1:
+                noise[partition] += 1  # nine records in ten: only counted
+                continue
             source = self._source(partition)
-            self._next_offset[partition] = record.offset + 1
             for result in results:
                 sifted, signal = result.sifted, result.signal
                 if not result.event_ms and signal is None and result.rejected is None:
-                    outcomes[source, sifted] += 1  # noise, nine records in ten: only counted
+                    outcomes[source, sifted] += 1  # noise of other formats
                     continue
                 if signal is not None and signal.kind is SignalKind.SEEN and not seen.add(signal):
                     sifted = Sifted.IRRELEVANT  # the same bucket again, from another input partition
@@ -247,6 +250,10 @@ class Ingest:
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
                     )
                 )
+        # Released in offset order within each partition: the last one of each wins.
+        self._next_offset.update({partition: record.offset + 1 for partition, record in released})
+        for partition, count in noise.items():
+            outcomes[self._source(partition), Sifted.IRRELEVANT] += count
         for partition_number, message in seen.messages().items():
             # After the batch's other signals, before its tick: a `seen` only moves
             # a device's newest time, which does not depend on the order.

@@ -68,7 +68,8 @@ class SieveResult:
 
 
 _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
-_WINLOGBEAT_IRRELEVANT = SieveResult(Sifted.IRRELEVANT, input_format="winlogbeat")
+# Nine Winlogbeat records in ten: one shared object, so the consumer loop knows it by identity.
+WINLOGBEAT_NOISE = SieveResult(Sifted.IRRELEVANT, input_format="winlogbeat")
 
 # provider -> the event ids the rules read, as Winlogbeat writes them (7.x numbers, 8.x strings).
 RELEVANT_IDS: dict[str, frozenset[int | str]] = {}
@@ -170,9 +171,9 @@ class Sieve:
                     self._device_of_id.clear()
                 self._device_of_id[host_id] = device
         if type(stamp) is not str or not device:
-            return _WINLOGBEAT_IRRELEVANT
+            return WINLOGBEAT_NOISE
         if self._seen_bucket.get(device) == stamp[:_SEEN_PREFIX]:
-            return _WINLOGBEAT_IRRELEVANT
+            return WINLOGBEAT_NOISE
         name = host.get("name") if isinstance(host, dict) else None
         if not isinstance(name, str):
             name = winlog.get("computer_name")
@@ -196,7 +197,7 @@ class Sieve:
     def _seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
         bucket = seen.stamp[:_SEEN_PREFIX]
         if self._seen_bucket.get(seen.device) == bucket:
-            return _WINLOGBEAT_IRRELEVANT if input_format else _IRRELEVANT
+            return WINLOGBEAT_NOISE if input_format else _IRRELEVANT
         try:
             time_ms = parse_event_time(seen.stamp, now_ms)
         except BadTimestamp as error:
