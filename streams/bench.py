@@ -167,35 +167,15 @@ def product(settings: Settings, workdir: Path, count: int) -> tuple[float, int]:
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     try:
         wait_until_consuming(url, process, 60)
-        first, last = 0.0, 0.0
-        deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
-        before = time.perf_counter()  # the last look that found nothing read
-        while time.monotonic() < deadline:
-            read, signals_made, signals_applied = _progress_of(scrape(url))
-            now = time.perf_counter()
-            if read and not first:
-                # From the last look that saw nothing: a stream read whole between two
-                # looks still gets a (lower-bound) rate instead of a division by zero.
-                first = before
-            before = now
-            if read >= count and signals_applied >= signals_made:
-                last = now
-                break
-            time.sleep(0.05)
-        if not last:
-            raise RuntimeError("the worker did not finish the stream in time")
-        return count / (last - first), _peak_rss(process.pid)
+        rate = group_rate([process], [url], count)
+        assert rate is not None  # one ready worker has settled before it reads
+        return rate, _peak_rss(process.pid)
     finally:
         stop_worker(process)
 
 
 def several_workers(settings: Settings, workdir: Path, count: int, workers: int) -> float | None:
-    """Records/s of `workers` workers in one group, once every one has its share of the input.
-
-    The workers start together on the stream already in the topic; until the
-    group has settled some of them read nothing, so the clock starts when each
-    has input partitions and something is read, and counts the records after.
-    """
+    """Records/s of `workers` workers in one group, once every one has its share of the input."""
     from streams.broker import free_port
 
     processes, urls = [], []
@@ -204,33 +184,52 @@ def several_workers(settings: Settings, workdir: Path, count: int, workers: int)
         processes.append(start_worker(own, workdir / f"bench-worker-{index}.log"))
         urls.append(f"http://{own.web_host}:{own.web_port}/metrics")
     try:
-        first = read_before = 0.0
-        deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            for process in processes:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a worker exited with code {process.returncode}")
-            pages = [scrape(url) for url in urls]
-            totals = [_progress_of(page) for page in pages]
-            read, made, applied = (sum(column) for column in zip(*totals, strict=True))
-            now = time.perf_counter()
-            if not first and read and all(_reads_input(page) for page in pages):
-                first, read_before = now, read
-            if first and read >= count and applied >= made:
-                if read_before >= count:
-                    progress("the group settled after the whole stream was read: no figure (more --devices)")
-                    return None
-                if read_before > count / 2:
-                    progress(
-                        f"the group settled only after {read_before:,.0f} of {count:,} records: "
-                        "the figure rests on a short stretch (use more --devices)"
-                    )
-                return (count - read_before) / (now - first)
-            time.sleep(0.05)
-        raise RuntimeError(f"{workers} workers did not finish the stream in time")
+        return group_rate(processes, urls, count)
     finally:
         for process in processes:
             stop_worker(process)
+
+
+def group_rate(processes: list[subprocess.Popen[bytes]], urls: list[str], count: int) -> float | None:
+    """Records/s of workers in one group over the stream, looking at their metrics every 50 ms.
+
+    The group has settled once every worker has input partitions of its own
+    (until then some read nothing); one worker that is ready has settled. The
+    clock starts at the last look at a settled group that saw nothing read and
+    counts every record: a lower bound when the stream is read whole between
+    two looks, instead of a division by zero. A group that settles only after
+    reading began is timed from that look, over the records after it; None
+    when that leaves nothing to time.
+    """
+    quiet = time.perf_counter() if len(processes) == 1 else None  # the last settled look at nothing read
+    first = read_before = 0.0
+    deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"a worker exited with code {process.returncode}")
+        pages = [scrape(url) for url in urls]
+        read, made, applied = (sum(column) for column in zip(*map(_progress_of, pages), strict=True))
+        now = time.perf_counter()
+        if not first and (quiet is not None or all(_reads_input(page) for page in pages)):
+            if not read:
+                quiet = now
+            elif quiet is not None:
+                first = quiet
+            else:
+                first, read_before = now, read
+        if first and read >= count and applied >= made:
+            if read_before >= count:
+                progress("the group settled after the whole stream was read: no figure (more --devices)")
+                return None
+            if read_before > count / 2:
+                progress(
+                    f"the group settled only after {read_before:,.0f} of {count:,} records: "
+                    "the figure rests on a short stretch (use more --devices)"
+                )
+            return (count - read_before) / (now - first)
+        time.sleep(0.05)
+    raise RuntimeError(f"{len(processes)} worker(s) did not finish the stream in time")
 
 
 def _reads_input(metrics: str) -> bool:
