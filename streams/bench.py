@@ -161,21 +161,32 @@ def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int, wor
     return None
 
 
-def product(settings: Settings, workdir: Path, count: int) -> tuple[float, int]:
-    """A real worker, first record to last (sieve and device agent): records/s and peak RSS."""
+@dataclass(frozen=True, slots=True)
+class GroupRun:
+    """Workers in one group over the stream: their rate, and each process's CPU meanwhile."""
+
+    records_per_second: float | None  # None: nothing left to time once the group settled
+    worker_cores: tuple[float, ...] = ()  # CPU seconds per second of the timed stretch
+    broker_cores: float | None = None  # the embedded broker's; None for another broker
+
+
+def product(settings: Settings, workdir: Path, count: int, broker_pid: int | None) -> tuple[GroupRun, int]:
+    """A real worker, first record to last (sieve and device agent): its run and peak RSS."""
     process = start_worker(settings, workdir / "bench-worker.log")
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     try:
         wait_until_consuming(url, process, 60)
-        rate = group_rate([process], [url], count)
-        assert rate is not None  # one ready worker has settled before it reads
-        return rate, _peak_rss(process.pid)
+        run = group_rate([process], [url], count, broker_pid)
+        assert run.records_per_second is not None  # one ready worker has settled before it reads
+        return run, _peak_rss(process.pid)
     finally:
         stop_worker(process)
 
 
-def several_workers(settings: Settings, workdir: Path, count: int, workers: int) -> float | None:
-    """Records/s of `workers` workers in one group, once every one has its share of the input."""
+def several_workers(
+    settings: Settings, workdir: Path, count: int, workers: int, broker_pid: int | None
+) -> GroupRun:
+    """`workers` workers in one group, once every one has its share of the input."""
     from streams.broker import free_port
 
     processes, urls = [], []
@@ -184,25 +195,32 @@ def several_workers(settings: Settings, workdir: Path, count: int, workers: int)
         processes.append(start_worker(own, workdir / f"bench-worker-{index}.log"))
         urls.append(f"http://{own.web_host}:{own.web_port}/metrics")
     try:
-        return group_rate(processes, urls, count)
+        return group_rate(processes, urls, count, broker_pid)
     finally:
         for process in processes:
             stop_worker(process)
 
 
-def group_rate(processes: list[subprocess.Popen[bytes]], urls: list[str], count: int) -> float | None:
-    """Records/s of workers in one group over the stream, looking at their metrics every 50 ms.
+def group_rate(
+    processes: list[subprocess.Popen[bytes]], urls: list[str], count: int, broker_pid: int | None = None
+) -> GroupRun:
+    """Workers in one group over the stream, looking at their metrics every 50 ms.
 
     The group has settled once every worker has input partitions of its own
     (until then some read nothing); one worker that is ready has settled. The
     clock starts at the last look at a settled group that saw nothing read and
     counts every record: a lower bound when the stream is read whole between
     two looks, instead of a division by zero. A group that settles only after
-    reading began is timed from that look, over the records after it; None
-    when that leaves nothing to time.
+    reading began is timed from that look, over the records after it. Each
+    look also reads the CPU time of the workers and the broker, so the run
+    says how much of the machine the timed stretch took.
     """
-    quiet = time.perf_counter() if len(processes) == 1 else None  # the last settled look at nothing read
-    first = read_before = 0.0
+    pids = [process.pid for process in processes] + ([broker_pid] if broker_pid else [])
+    quiet: tuple[float, list[float]] | None = None  # the last settled look at nothing read
+    if len(processes) == 1:
+        quiet = (time.perf_counter(), [_cpu_seconds(pid) for pid in pids])
+    first: tuple[float, list[float]] | None = None
+    read_before = 0.0
     deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         for process in processes:
@@ -210,26 +228,42 @@ def group_rate(processes: list[subprocess.Popen[bytes]], urls: list[str], count:
                 raise RuntimeError(f"a worker exited with code {process.returncode}")
         pages = [scrape(url) for url in urls]
         read, made, applied = (sum(column) for column in zip(*map(_progress_of, pages), strict=True))
-        now = time.perf_counter()
-        if not first and (quiet is not None or all(_reads_input(page) for page in pages)):
+        look = (time.perf_counter(), [_cpu_seconds(pid) for pid in pids])
+        if first is None and (quiet is not None or all(_reads_input(page) for page in pages)):
             if not read:
-                quiet = now
+                quiet = look
             elif quiet is not None:
                 first = quiet
             else:
-                first, read_before = now, read
-        if first and read >= count and applied >= made:
+                first, read_before = look, read
+        if first is not None and read >= count and applied >= made:
             if read_before >= count:
                 progress("the group settled after the whole stream was read: no figure (more --devices)")
-                return None
+                return GroupRun(None)
             if read_before > count / 2:
                 progress(
                     f"the group settled only after {read_before:,.0f} of {count:,} records: "
                     "the figure rests on a short stretch (use more --devices)"
                 )
-            return (count - read_before) / (now - first)
+            seconds = look[0] - first[0]
+            cores = [round((end - start) / seconds, 2) for start, end in zip(first[1], look[1], strict=True)]
+            return GroupRun(
+                (count - read_before) / seconds,
+                tuple(cores[: len(processes)]),
+                cores[-1] if broker_pid else None,
+            )
         time.sleep(0.05)
     raise RuntimeError(f"{len(processes)} worker(s) did not finish the stream in time")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux `/proc`; 0 where unreadable)."""
+    try:
+        # The command name in parentheses may hold spaces: count fields after it.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _reads_input(metrics: str) -> bool:
@@ -441,13 +475,15 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
 
         asyncio.run(ensure_topics(settings))
         progress("product: a kbwatch worker, first record to last")
-        product_rate, peak_rss = product(settings, workdir, count)
-        workers_rate = None
+        broker_pid = embedded.pid if embedded is not None else None
+        single, peak_rss = product(settings, workdir, count, broker_pid)
+        product_rate = single.records_per_second or 0.0
+        several = None
         if plan.workers > 1:
             progress(f"scaling: {plan.workers} workers in one consumer group")
             scale_settings = replace(settings.isolated(f"{prefix}-scale"), events_topic=topic)
             asyncio.run(ensure_topics(scale_settings))
-            workers_rate = several_workers(scale_settings, workdir, count, plan.workers)
+            several = several_workers(scale_settings, workdir, count, plan.workers, broker_pid)
         offered = product_rate / 2
         progress(f"alert latency: {plan.incidents} boot loops in noise at {offered:,.0f} records/s")
         latency_settings = settings.isolated(f"{prefix}-latency")
@@ -466,8 +502,16 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         plan, count, ceiling_rate, faust_rate, quix_rate, product_rate, latencies, state_bytes, peak_rss
     )
     figures["workers"] = plan.workers
+    workers_rate = several.records_per_second if several is not None else None
     figures["workers_records_per_second"] = round(workers_rate) if workers_rate else None
     figures["speedup_over_one_worker"] = round(workers_rate / product_rate, 2) if workers_rate else None
+    # How much of the machine each run took: what says whether more workers can help here.
+    figures["cpu_cores"] = {"worker": single.worker_cores[0], "broker": single.broker_cores}
+    figures["workers_cpu_cores"] = (
+        {"workers": list(several.worker_cores), "broker": several.broker_cores}
+        if several is not None and several.records_per_second
+        else None
+    )
     return figures
 
 
@@ -553,7 +597,23 @@ def table(figures: dict[str, Any]) -> str:
     ]
     p50, p99 = figures["alert_latency_p50_seconds"], figures["alert_latency_p99_seconds"]
     lines.append(f"alert latency p50 {p50} s, p99 {p99} s over {figures['alert_latency_samples']} incidents")
+    lines.append(_cpu_line(figures))
     state, rss = figures["state_bytes_per_device"], figures["peak_rss_bytes"]
     lines.append(f"state {state} bytes/device; worker peak RSS {rss:,} bytes")
     lines.append(f"{figures['records']:,} records, {figures['partitions']} partitions, {figures['machine']}")
     return "\n".join(lines)
+
+
+def _cpu_line(figures: dict[str, Any]) -> str:
+    """`cpu cores: worker 0.99, broker 0.13; 2 workers 0.85 + 0.84, broker 0.28`."""
+
+    def broker(share: float | None) -> str:
+        return f", broker {share}" if share is not None else ""
+
+    one = figures["cpu_cores"]
+    text = f"cpu cores: worker {one['worker']}{broker(one['broker'])}"
+    several = figures.get("workers_cpu_cores")
+    if several:
+        shares = " + ".join(str(share) for share in several["workers"])
+        text += f"; {len(several['workers'])} workers {shares}{broker(several['broker'])}"
+    return text
