@@ -120,21 +120,15 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
     for restart in state.restarts:
         if restart.time_ms + SHUTDOWN_GRACE_MS < time_ms < restart.back_ms:
             return None
-    if time_ms >= state.newest_ms:
-        if time_ms > state.newest_ms and _ages_out(state, time_ms, catalog):
-            return None
-        newest_ms = time_ms
-        host, build, arch = signal.host or state.host, signal.build or state.build, signal.arch or state.arch
-    else:
-        newest_ms = state.newest_ms
-        host, build, arch = state.host or signal.host, state.build or signal.build, state.arch or signal.arch
+    if time_ms > state.newest_ms and _ages_out(state, time_ms, catalog):
+        return None
     # Spelled out, not `dataclasses.replace`, which costs as much as the rest of this.
     current = DeviceState(
         device=state.device,
-        newest_ms=newest_ms,
-        host=host,
-        build=build,
-        arch=arch,
+        newest_ms=state.newest_ms,
+        host=state.host,
+        build=state.build,
+        arch=state.arch,
         markers=state.markers,
         hello=state.hello,
         app_crashes=state.app_crashes,
@@ -147,6 +141,7 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
         fleet_ms=state.fleet_ms,
         partition=state.partition,
     )
+    _note_device(current, signal)  # scalars only: the shared lists stay as they were
     return Result(current, [], Applied.SEEN)
 
 
