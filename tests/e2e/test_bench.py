@@ -43,9 +43,10 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
     assert (scaled is not None and scaled > 0 and figures["speedup_over_one_worker"] > 0) or (
         b"no figure" in completed.stderr
     )
-    # CPU per process over each timed stretch: read, whatever the machine gives.
+    # CPU per process over each timed stretch. This stream is read within a look or
+    # two, so a share may round to 0 (clock ticks of 10 ms): only its presence is checked.
     cpu = figures["cpu_cores"]
-    assert cpu["worker"] > 0 and cpu["broker"] is not None and cpu["broker"] >= 0
+    assert cpu["worker"] >= 0 and cpu["broker"] is not None and cpu["broker"] >= 0
     several = figures["workers_cpu_cores"]
     assert (several is not None and len(several["workers"]) == 2 and several["broker"] is not None) or (
         scaled is None
