@@ -54,10 +54,12 @@ class Ingest:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._newest_event_ms = 0
-        # Per input partition: the newest event time released and the next offset.
+        # Per input partition: the newest event time released, and the offset
+        # after the last message read (held, released or noise alike).
         self._partition_time: dict[Any, int] = {}
-        self._next_offset: dict[Any, int] = {}
-        # Records sifted but held back until the other partitions catch up.
+        self._read_to: dict[Any, int] = {}
+        # Records sifted but held back until the other partitions catch up. The
+        # Winlogbeat noise is never held: it yields nothing and carries no time.
         self._held: dict[Any, list[Sifting]] = {}
         # The input partitions last announced idle (nothing to read), until records come.
         self._idle_announced: frozenset[Any] | None = None
@@ -133,7 +135,7 @@ class Ingest:
         """Forget what is held and read again from the committed offsets (at least once)."""
         assert self._consumer is not None
         self._held.clear()
-        self._next_offset.clear()
+        self._read_to.clear()
         # What was sent from the records read again may never have arrived.
         self.sieve.forget_seen()
         for partition in self._consumer.assignment():
@@ -164,17 +166,34 @@ class Ingest:
         for source in Source:
             topic = self.settings.installs_topic if source is Source.INSTALLS else self.settings.events_topic
             self.metrics.partitions.labels(source.value).set(sum(1 for tp in assigned if tp.topic == topic))
-        for partition in [tp for tp in self._held if tp not in assigned]:
-            del self._held[partition]  # revoked: its new owner reads it again from the commit
+        for partition in [tp for tp in self._read_to if tp not in assigned]:
+            # Revoked: its new owner reads it again from the commit, and what this
+            # sieve read of it must not be committed if it comes back.
+            self._held.pop(partition, None)
+            del self._read_to[partition]
         released: list[tuple[Any, Sifting]] = []
+        noise: Counter[tuple[Source, Sifted]] = Counter()
+        sift = self.sieve.sift
         for partition, messages in batch.items():
+            if not messages:
+                continue
             source = self._source(partition)
-            records = [self._timed(message, self.sieve.sift(source, message.value)) for message in messages]
+            records: list[Sifting] = []
+            for message in messages:
+                results = sift(source, message.value)
+                if results[0] is WINLOGBEAT_NOISE and len(results) == 1:
+                    # Most records: nothing to send, hold or order; only counted.
+                    noise[source, Sifted.IRRELEVANT] += 1
+                else:
+                    records.append(self._timed(message, results))
+            self._read_to[partition] = messages[-1].offset + 1
             if source is Source.INSTALLS:
                 # Install reports are few and often late: they are not aligned.
                 released += [(partition, record) for record in records]
-            else:
+            elif records:
                 self._held.setdefault(partition, []).extend(records)
+        if noise:
+            self._count(noise, Counter(), 0)
         behind = self._behind(known_unread_only=flush)
         merged = merge(self._held, behind, self.clock.allowed_lateness_ms)
         released += merged.released
@@ -185,6 +204,7 @@ class Ingest:
         self._consumer.resume(*[tp for tp in assigned if tp not in full])
         if released:
             await self._send(released)
+        if released or noise:
             await self._commit()
 
     async def _commit(self) -> None:
@@ -193,7 +213,7 @@ class Ingest:
         offsets = {}
         for partition in self._consumer.assignment():
             held = self._held.get(partition)
-            offset = held[0].offset if held else self._next_offset.get(partition)
+            offset = held[0].offset if held else self._read_to.get(partition)
             if offset is not None:
                 offsets[partition] = offset
         if offsets:
@@ -208,12 +228,8 @@ class Ingest:
         newest_ms = events_newest_ms = 0
         now_ms = wall_clock_ms()
         seen = SeenBatch(settings.partitions)
-        noise: Counter[Any] = Counter()  # per input partition
         for partition, record in released:
             message, results = record.item
-            if results[0] is WINLOGBEAT_NOISE and len(results) == 1:
-                noise[partition] += 1  # nine records in ten: only counted
-                continue
             source = self._source(partition)
             for result in results:
                 sifted, signal = result.sifted, result.signal
@@ -250,10 +266,6 @@ class Ingest:
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
                     )
                 )
-        # Released in offset order within each partition: the last one of each wins.
-        self._next_offset.update({partition: record.offset + 1 for partition, record in released})
-        for partition, count in noise.items():
-            outcomes[self._source(partition), Sifted.IRRELEVANT] += count
         for partition_number, message in seen.messages().items():
             # After the batch's other signals, before its tick: a `seen` only moves
             # a device's newest time, which does not depend on the order.
@@ -326,8 +338,7 @@ class Ingest:
         for partition in self._consumer.assignment():
             if partition.topic != self.settings.events_topic:
                 continue
-            held = self._held.get(partition)
-            next_offset = held[-1].offset + 1 if held else self._next_offset.get(partition)
+            next_offset = self._read_to.get(partition)
             highwater = self._consumer.highwater(partition)
             unknown = highwater is None or next_offset is None
             if (unknown and not known_unread_only) or (not unknown and next_offset < highwater):
