@@ -1,8 +1,9 @@
 """The sieve: raw collector messages -> signals for the rules, or the DLQ.
 
 This is the hot path: it sees every record of every device. Almost all are
-noise to the rules, so after one `orjson` parse an irrelevant record costs a
-few dictionary look-ups, and only one of them per device per ten minutes of
+noise to the rules, so a Winlogbeat record is first judged on the five fields
+the rules look at, read lazily (`codec.Peeker`), and only records that may
+matter are parsed whole. Only one irrelevant record per device per ten minutes of
 event time goes on as a `seen` signal (the device's clock for resolving
 alerts). Stateless apart from that throttle, which may be forgotten at any
 time without changing a verdict: `seen` times are floored to the ten minutes,
@@ -19,6 +20,7 @@ from typing import Any
 
 from streams import codec
 from streams.catalog import RELEVANT_EVENTS
+from streams.codec import LazyObject
 from streams.formats.detect import (
     Decoding,
     InputFormat,
@@ -31,7 +33,7 @@ from streams.formats.event import FieldError
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.signals import Signal, SignalKind
 from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
-from streams.winlogbeat import device_key
+from streams.winlogbeat import device_key_of
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class Sieve:
         self._decoding = decoding or Decoding()
         self._seen_bucket: dict[str, str] = {}
         self._device_of_id: dict[str, str] = {}  # `host.id` -> its checked device key
+        self._peeker = codec.Peeker()
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
@@ -120,30 +123,32 @@ class Sieve:
             forced is InputFormat.XML or (forced is InputFormat.AUTO and looks_like_xml(payload))
         ):
             return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
+        if source is Source.WINLOGBEAT and forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT):
+            noise = self._winlogbeat_noise(payload, now_ms)
+            if noise is not None:
+                return [noise]
         try:
             document: Any = codec.loads(payload)
         except codec.DecodeError as error:
             return [_reject(RejectReason.NOT_JSON, str(error)[:200])]
-        if source is Source.WINLOGBEAT and forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT):
-            noise = self._winlogbeat_noise(document, now_ms)
-            if noise is not None:
-                return [noise]
         if source is Source.INSTALLS:
             install_format, outcomes = decode_install(document, decoding.installs_format, decoding, now_ms)
             return self._results(install_format, outcomes, now_ms)
         event_format, outcomes = decode_events(document, decoding.events_format, decoding, now_ms)
         return self._results(event_format, outcomes, now_ms)
 
-    def _winlogbeat_noise(self, document: Any, now_ms: int) -> SieveResult | None:
-        """The hot path: a Winlogbeat record no rule reads, judged without building an event.
+    def _winlogbeat_noise(self, payload: bytes, now_ms: int) -> SieveResult | None:
+        """The hot path: a Winlogbeat record no rule reads, judged on a few lazily read fields.
 
         Returns None whenever the record might be relevant or invalid: the full
-        path then decides, so both paths always agree.
+        path then parses it whole and decides, so both paths agree (but for a
+        repeated key: `codec.Peeker`). No proxy of the document outlives the call.
         """
-        if not isinstance(document, dict):
+        document = self._peeker.peek(payload)
+        if type(document) is not LazyObject:
             return None
         winlog = document.get("winlog")
-        if not isinstance(winlog, dict):
+        if type(winlog) is not LazyObject:
             return None
         provider, raw_id = winlog.get("provider_name"), winlog.get("event_id")
         valid_id = (
@@ -158,11 +163,14 @@ class Sieve:
         if type(stamp) is not str:
             stamp = winlog.get("time_created")
         host = document.get("host")
-        host_id = host.get("id") if type(host) is dict else None
+        if type(host) is not LazyObject:
+            host = None
+        host_id = host.get("id") if host is not None else None
         device = self._device_of_id.get(host_id) if type(host_id) is str else None
         if device is None:
+            name = host.get("name") if host is not None else None
             try:
-                device = device_key(document, winlog)
+                device = device_key_of(host_id, name, winlog.get("computer_name"))
             except FieldError:
                 return None
             if device and type(host_id) is str and host_id.strip():
@@ -174,7 +182,7 @@ class Sieve:
             return WINLOGBEAT_NOISE
         if self._seen_bucket.get(device) == stamp[:_SEEN_PREFIX]:
             return WINLOGBEAT_NOISE
-        name = host.get("name") if isinstance(host, dict) else None
+        name = host.get("name") if host is not None else None
         if not isinstance(name, str):
             name = winlog.get("computer_name")
         seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)

@@ -53,15 +53,18 @@ def device_key(document: dict[str, Any], winlog: dict[str, Any]) -> str:
     """
     host = document.get("host")
     if isinstance(host, dict):
-        host_id = host.get("id")
-        if isinstance(host_id, str) and host_id.strip():
-            return checked_key(host_id.strip())
-        name = host.get("name")
-        if isinstance(name, str) and name.strip():
-            return checked_key(name.strip().lower())
-    computer = winlog.get("computer_name")
-    if isinstance(computer, str) and computer.strip():
-        return checked_key(computer.strip().lower())
+        return device_key_of(host.get("id"), host.get("name"), winlog.get("computer_name"))
+    return device_key_of(None, None, winlog.get("computer_name"))
+
+
+def device_key_of(host_id: object, host_name: object, computer_name: object) -> str:
+    """`device_key` from the three fields as found (any type): the sieve's fast path reads them itself."""
+    if isinstance(host_id, str) and host_id.strip():
+        return checked_key(host_id.strip())
+    if isinstance(host_name, str) and host_name.strip():
+        return checked_key(host_name.strip().lower())
+    if isinstance(computer_name, str) and computer_name.strip():
+        return checked_key(computer_name.strip().lower())
     return ""
 
 

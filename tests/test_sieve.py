@@ -101,7 +101,7 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         document["winlog"]["event_id"] = event_id
         if stamp is None:
             document.pop("@timestamp")
-        fast = sieve()._winlogbeat_noise(document, NOW)
+        fast = sieve()._winlogbeat_noise(codec.dumps(document), NOW)
         if fast is None:
             return  # the full path decides: nothing to compare
         _, (outcome,) = decode_events(document, InputFormat.AUTO, Decoding(), NOW)
@@ -109,6 +109,85 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         assert (fast.sifted, fast.signal, fast.rejected) == (full.sifted, full.signal, full.rejected)
 
     check()
+
+
+def _full_path(payload: bytes) -> tuple[Sifted, object, object]:
+    """What the sieve says of a Winlogbeat message when it parses it whole."""
+    from streams.formats.detect import Decoding, InputFormat, decode_events
+
+    try:
+        document = codec.loads(payload)
+    except codec.DecodeError:
+        return (Sifted.REJECTED, None, RejectReason.NOT_JSON)
+    _, outcomes = decode_events(document, InputFormat.AUTO, Decoding(), NOW)
+    (result,) = sieve()._results(InputFormat.WINLOGBEAT, outcomes, NOW)
+    return (result.sifted, result.signal, result.rejected.reason if result.rejected else None)
+
+
+def test_the_lazy_read_agrees_with_the_whole_parse_on_damaged_bytes():
+    # Byte-level damage: what simdjson and orjson accept must not drift apart
+    # where it would change a verdict (truncation, stray bytes, bad UTF-8, ...).
+    import random
+
+    rng = random.Random(20250408)
+    alphabet = b'{}[]",:\\\x00\x7f\xff\xc3 019eE+-.tfn'
+    bases = [
+        codec.dumps(documents.security_4624(HOST, T0, 1, "alice")),
+        codec.dumps(documents.service_control_7036(HOST, T0, 2, "BITS", "running")),
+        codec.dumps(documents.kernel_power_41(HOST, T0, 3)),
+    ]
+    fast_judged = 0
+    for _ in range(3_000):
+        damaged = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(damaged))
+            operation = rng.randrange(3)
+            if operation == 0:
+                damaged[at] = rng.choice(alphabet)
+            elif operation == 1:
+                del damaged[at]
+            else:
+                damaged.insert(at, rng.choice(alphabet))
+        payload = bytes(damaged)
+        fast = sieve()._winlogbeat_noise(payload, NOW)
+        if fast is not None:
+            fast_judged += 1
+            fast_reason = fast.rejected.reason if fast.rejected else None
+            assert (fast.sifted, fast.signal, fast_reason) == _full_path(payload), payload
+        (result,) = sieve().sift(Source.WINLOGBEAT, payload)
+        reason = result.rejected.reason if result.rejected else None
+        assert (result.sifted, result.signal, reason) == _full_path(payload), payload
+    assert fast_judged > 500  # damage that misses the fields read: the lazy path judged it
+
+
+def test_the_lazy_read_declines_where_the_two_parsers_differ():
+    base = codec.dumps(documents.security_4624(HOST, T0, 1, "alice"))
+    with_bom = b"\xef\xbb\xbf" + base  # simdjson skips the mark, orjson refuses it
+    big_number = base[:-1] + b',"extra":123456789012345678901234567890}'  # orjson: a float
+    for payload in (with_bom, big_number):
+        assert sieve()._winlogbeat_noise(payload, NOW) is None
+        (result,) = sieve().sift(Source.WINLOGBEAT, payload)
+        reason = result.rejected.reason if result.rejected else None
+        assert (result.sifted, result.signal, reason) == _full_path(payload)
+    (result,) = sieve().sift(Source.WINLOGBEAT, with_bom)
+    assert result.rejected is not None and result.rejected.reason is RejectReason.NOT_JSON
+
+
+def test_noise_is_judged_without_a_whole_parse_record_after_record(monkeypatch):
+    # The lazy read must release its parser after each record, or every later
+    # record would silently take the slow path.
+    warm = sieve()
+    payloads = [
+        codec.dumps(documents.security_4624(HOST, T0 + number * 60_000, number, "alice"))
+        for number in range(50)
+    ]
+
+    def no_whole_parse(payload):
+        raise AssertionError("noise was parsed whole")
+
+    monkeypatch.setattr(codec, "loads", no_whole_parse)
+    outcomes = [warm.sift(Source.WINLOGBEAT, payload)[0].sifted for payload in payloads]
+    assert set(outcomes) == {Sifted.SEEN, Sifted.IRRELEVANT}
 
 
 def test_an_unforeseen_error_dead_letters_the_message_instead_of_stopping_the_stream(monkeypatch):
