@@ -173,6 +173,26 @@ def test_the_lazy_read_declines_where_the_two_parsers_differ():
     assert result.rejected is not None and result.rejected.reason is RejectReason.NOT_JSON
 
 
+def test_a_repeated_key_is_read_as_the_readme_says():
+    # No collector writes one; the README's hostile-input list says what happens:
+    # the lazy read sees the first `winlog`, the whole parse (orjson) the last.
+    noise = documents.security_4624(HOST, T0, 1, "alice")
+    crash = documents.kernel_power_41(HOST, T0, 2)
+
+    def with_two_winlogs(first: dict, second: dict) -> bytes:
+        fields = [(key, value) for key, value in noise.items() if key != "winlog"]
+        fields += [("winlog", first["winlog"]), ("winlog", second["winlog"])]
+        return b"{" + b",".join(codec.dumps(key) + b":" + codec.dumps(value) for key, value in fields) + b"}"
+
+    crash_last = with_two_winlogs(noise, crash)
+    assert _full_path(crash_last)[0] is Sifted.RELEVANT  # what the whole parse alone would say
+    (result,) = sieve().sift(Source.WINLOGBEAT, crash_last)
+    assert result.sifted is Sifted.SEEN  # judged noise on the first `winlog`: never parsed whole
+    crash_first = with_two_winlogs(crash, noise)
+    (result,) = sieve().sift(Source.WINLOGBEAT, crash_first)
+    assert result.sifted is Sifted.SEEN  # may matter on the first: parsed whole, the last (noise) wins
+
+
 def test_noise_is_judged_without_a_whole_parse_record_after_record(monkeypatch):
     # The lazy read must release its parser after each record, or every later
     # record would silently take the slow path.
