@@ -94,6 +94,11 @@ class Sieve:
         self._seen_bucket: dict[str, str] = {}
         self._device_of_id: dict[str, str] = {}  # `host.id` -> its checked device key
         self._peeker = codec.Peeker()
+        # Asked of every message: decided once.
+        forced = self._decoding.events_format
+        self._xml_always = forced is InputFormat.XML
+        self._xml_sniffed = forced is InputFormat.AUTO
+        self._lazy_noise = forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT)
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
@@ -116,17 +121,16 @@ class Sieve:
             return [_reject(RejectReason.NOT_JSON, "message has no value")]
         if len(payload) > self._max_message_bytes:
             return [_reject(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {self._max_message_bytes}")]
+        if source is Source.WINLOGBEAT:
+            if self._xml_always or (self._xml_sniffed and looks_like_xml(payload)):
+                now_ms = self._clock()
+                return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
+            if self._lazy_noise:
+                noise = self._winlogbeat_noise(payload)
+                if noise is not None:
+                    return [noise]
         now_ms = self._clock()
         decoding = self._decoding
-        forced = decoding.events_format
-        if source is Source.WINLOGBEAT and (
-            forced is InputFormat.XML or (forced is InputFormat.AUTO and looks_like_xml(payload))
-        ):
-            return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
-        if source is Source.WINLOGBEAT and forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT):
-            noise = self._winlogbeat_noise(payload, now_ms)
-            if noise is not None:
-                return [noise]
         try:
             document: Any = codec.loads(payload)
         except codec.DecodeError as error:
@@ -137,7 +141,7 @@ class Sieve:
         event_format, outcomes = decode_events(document, decoding.events_format, decoding, now_ms)
         return self._results(event_format, outcomes, now_ms)
 
-    def _winlogbeat_noise(self, payload: bytes, now_ms: int) -> SieveResult | None:
+    def _winlogbeat_noise(self, payload: bytes) -> SieveResult | None:
         """The hot path: a Winlogbeat record no rule reads, judged on a few lazily read fields.
 
         Returns None whenever the record might be relevant or invalid: the full
@@ -186,7 +190,8 @@ class Sieve:
         if not isinstance(name, str):
             name = winlog.get("computer_name")
         seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)
-        return self._seen(seen, now_ms, InputFormat.WINLOGBEAT.value)
+        # The clock only now: four records in five never need it.
+        return self._seen(seen, self._clock(), InputFormat.WINLOGBEAT.value)
 
     def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
         label = found.value if found is not None else ""

@@ -101,7 +101,7 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         document["winlog"]["event_id"] = event_id
         if stamp is None:
             document.pop("@timestamp")
-        fast = sieve()._winlogbeat_noise(codec.dumps(document), NOW)
+        fast = sieve()._winlogbeat_noise(codec.dumps(document))
         if fast is None:
             return  # the full path decides: nothing to compare
         _, (outcome,) = decode_events(document, InputFormat.AUTO, Decoding(), NOW)
@@ -149,7 +149,7 @@ def test_the_lazy_read_agrees_with_the_whole_parse_on_damaged_bytes():
             else:
                 damaged.insert(at, rng.choice(alphabet))
         payload = bytes(damaged)
-        fast = sieve()._winlogbeat_noise(payload, NOW)
+        fast = sieve()._winlogbeat_noise(payload)
         if fast is not None:
             fast_judged += 1
             fast_reason = fast.rejected.reason if fast.rejected else None
@@ -165,7 +165,7 @@ def test_the_lazy_read_declines_where_the_two_parsers_differ():
     with_bom = b"\xef\xbb\xbf" + base  # simdjson skips the mark, orjson refuses it
     big_number = base[:-1] + b',"extra":123456789012345678901234567890}'  # orjson: a float
     for payload in (with_bom, big_number):
-        assert sieve()._winlogbeat_noise(payload, NOW) is None
+        assert sieve()._winlogbeat_noise(payload) is None
         (result,) = sieve().sift(Source.WINLOGBEAT, payload)
         reason = result.rejected.reason if result.rejected else None
         assert (result.sifted, result.signal, reason) == _full_path(payload)
