@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
 _SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
 _MAX_TRACKED_DEVICES = 500_000
+_WINLOG_KEY = b'"winlog"'
 
 
 class Source(StrEnum):
@@ -99,6 +100,7 @@ class Sieve:
         self._xml_always = forced is InputFormat.XML
         self._xml_sniffed = forced is InputFormat.AUTO
         self._lazy_noise = forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT)
+        self._winlogbeat_last = True  # whether the last lazy read found a `winlog` object
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
@@ -125,7 +127,11 @@ class Sieve:
             if self._xml_always or (self._xml_sniffed and looks_like_xml(payload)):
                 now_ms = self._clock()
                 return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
-            if self._lazy_noise:
+            # A topic carries one collector's records as a rule. After a record of
+            # another collector, look for `"winlog"` in the bytes before a lazy read
+            # it would likely waste (skipping the lazy read is always safe: the whole
+            # parse decides); after a Winlogbeat record, spare the search.
+            if self._lazy_noise and (self._winlogbeat_last or _WINLOG_KEY in payload):
                 noise = self._winlogbeat_noise(payload)
                 if noise is not None:
                     return [noise]
@@ -153,7 +159,9 @@ class Sieve:
             return None
         winlog = document.get("winlog")
         if type(winlog) is not LazyObject:
+            self._winlogbeat_last = False
             return None
+        self._winlogbeat_last = True
         provider, raw_id = winlog.get("provider_name"), winlog.get("event_id")
         valid_id = (
             type(raw_id) is str and raw_id.isdecimal() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF

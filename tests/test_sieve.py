@@ -210,6 +210,32 @@ def test_noise_is_judged_without_a_whole_parse_record_after_record(monkeypatch):
     assert set(outcomes) == {Sifted.SEEN, Sifted.IRRELEVANT}
 
 
+def test_other_collectors_are_spared_the_lazy_read_and_winlogbeat_gets_it_back():
+    from zoneinfo import ZoneInfo
+
+    from streams.collectors import nxlog_record
+
+    warm = sieve()
+    peeks = []
+    peek = warm._peeker.peek
+    warm._peeker.peek = lambda payload: peeks.append(payload) or peek(payload)
+    zone = ZoneInfo("Europe/Berlin")
+    nxlog = [
+        codec.dumps(nxlog_record(documents.security_4624(HOST, T0 + number * 60_000, number, "alice"), zone))
+        for number in range(5)
+    ]
+    winlogbeat = codec.dumps(documents.security_4624(HOST, T0 + 3_600_000, 9, "alice"))
+    verdicts = [warm.sift(Source.WINLOGBEAT, payload)[0] for payload in [winlogbeat, *nxlog, winlogbeat]]
+    # The first NXLog record is read lazily once (the last record was Winlogbeat); the rest not.
+    assert peeks == [winlogbeat, nxlog[0], winlogbeat]
+    whole = sieve()
+    whole._peeker.peek = lambda payload: None  # every record parsed whole
+    expected = [whole.sift(Source.WINLOGBEAT, payload)[0] for payload in [winlogbeat, *nxlog, winlogbeat]]
+    assert [(v.sifted, v.signal, v.rejected) for v in verdicts] == [
+        (v.sifted, v.signal, v.rejected) for v in expected
+    ]
+
+
 def test_an_unforeseen_error_dead_letters_the_message_instead_of_stopping_the_stream(monkeypatch):
     import streams.sieve
 
