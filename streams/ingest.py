@@ -193,7 +193,7 @@ class Ingest:
             elif records:
                 self._held.setdefault(partition, []).extend(records)
         if noise:
-            self._count(noise, Counter(), 0)
+            self._count(noise)
         behind = self._behind(known_unread_only=flush)
         merged = merge(self._held, behind, self.clock.allowed_lateness_ms)
         released += merged.released
@@ -345,11 +345,16 @@ class Ingest:
                 behind[partition] = self._partition_time.get(partition, NEVER_READ)
         return behind
 
-    def _count(self, outcomes: Counter[tuple[Source, Sifted]], reasons: Counter[str], newest_ms: int) -> None:
+    def _count(
+        self,
+        outcomes: Counter[tuple[Source, Sifted]],
+        reasons: Counter[str] | None = None,
+        newest_ms: int = 0,
+    ) -> None:
         # Counted per batch, not per record: a labelled inc costs as much as sifting.
         for (source, outcome), count in outcomes.items():
             self.metrics.records.labels(source.value, outcome.value).inc(count)
-        for reason, count in reasons.items():
+        for reason, count in (reasons or {}).items():
             self.metrics.dlq.labels(reason).inc(count)
         self._newest_event_ms = max(self._newest_event_ms, newest_ms)
         if self._newest_event_ms:

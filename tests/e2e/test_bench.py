@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -44,9 +45,11 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
         b"no figure" in completed.stderr
     )
     # CPU per process over each timed stretch. This stream is read within a look or
-    # two, so a share may round to 0 (clock ticks of 10 ms): only its presence is checked.
+    # two, so a share may round to 0 (clock ticks of 10 ms); the bound catches a unit
+    # slip (ticks not divided by the clock rate read as 100 times too many cores).
     cpu = figures["cpu_cores"]
-    assert cpu["worker"] >= 0 and cpu["broker"] is not None and cpu["broker"] >= 0
+    most = (os.cpu_count() or 1) + 1  # one core of slack for a short stretch's tick rounding
+    assert 0 <= cpu["worker"] <= most and cpu["broker"] is not None and 0 <= cpu["broker"] <= most
     several = figures["workers_cpu_cores"]
     assert (several is not None and len(several["workers"]) == 2 and several["broker"] is not None) or (
         scaled is None
