@@ -67,28 +67,27 @@ def merge(
     none). Records without an event time go with the record before them.
     """
     bounds = {partition: time for partition, time in behind.items() if partition not in batch}
+    # Each head's effective time is worked out as it comes up, not for the
+    # whole batch first: a partition far ahead stays held batch after batch,
+    # and walking all of it each time cost more than the merge itself.
     heap: list[tuple[int, int, int, Hashable]] = []
-    effective: dict[Hashable, list[int]] = {}
     for order, (partition, records) in enumerate(batch.items()):
-        times, last = [], behind.get(partition, 0)
-        for record in records:
-            last = record.event_ms or last
-            times.append(last)
-        effective[partition] = times
         if records:
-            heap.append((times[0], order, 0, partition))
+            heap.append((records[0].event_ms or behind.get(partition, 0), order, 0, partition))
     heapq.heapify(heap)
-    orders = {partition: order for order, partition in enumerate(batch)}
     released: list[tuple[Hashable, Timed[Item]]] = []
     while heap:
         time_ms, order, index, partition = heap[0]
         if bounds and time_ms > min(bounds.values()) + lateness_ms:
             break
-        heapq.heappop(heap)
-        released.append((partition, batch[partition][index]))
-        if index + 1 < len(batch[partition]):
-            heapq.heappush(heap, (effective[partition][index + 1], orders[partition], index + 1, partition))
-        elif partition in behind:
-            bounds[partition] = time_ms
+        records = batch[partition]
+        released.append((partition, records[index]))
+        index += 1
+        if index < len(records):
+            heapq.heapreplace(heap, (records[index].event_ms or time_ms, order, index, partition))
+        else:
+            heapq.heappop(heap)
+            if partition in behind:
+                bounds[partition] = time_ms
     resume_at = {partition: batch[partition][index].offset for _, _, index, partition in heap}
     return Merged(released, resume_at)
