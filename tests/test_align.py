@@ -67,7 +67,7 @@ def test_the_merge_releases_what_working_out_every_time_first_released(times, be
     # The merge works out a record's effective time only when it comes up; the
     # order, the bounds and where each partition resumes must not change.
     batch = {
-        partition: [Timed(offset, event_ms, f"{partition}{offset}") for offset, event_ms in enumerate(records)]
+        partition: [Timed(offset, ms, f"{partition}{offset}") for offset, ms in enumerate(records)]
         for partition, records in times.items()
     }
     merged = merge(batch, behind, lateness_ms)

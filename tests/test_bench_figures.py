@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from streams.bench import _cpu_line, _cpu_seconds
+from streams.bench import LOOK_SECONDS, MAX_LOOK_SECONDS, _cpu_line, _cpu_seconds, _next_look_in
 
 
 def test_a_process_cpu_time_grows_while_it_works_and_is_zero_when_unreadable():
@@ -25,3 +25,17 @@ def test_the_cpu_line_names_each_process_and_leaves_out_a_broker_it_did_not_star
     assert _cpu_line(figures) == "cpu cores: worker 0.99, broker 0.13; 2 workers 0.85 + 0.84, broker 0.28"
     outside = {"cpu_cores": {"worker": 0.97, "broker": None}, "workers_cpu_cores": None}
     assert _cpu_line(outside) == "cpu cores: worker 0.97"
+
+
+def test_the_bench_looks_often_where_the_clock_starts_and_stops_and_rarely_between():
+    started = (100.0, [0.0])
+    # Before the clock starts, and before anything is read, every 50 ms.
+    assert _next_look_in(None, 100.0, 0, 1_000_000) == LOOK_SECONDS
+    assert _next_look_in(started, 100.0, 0, 1_000_000) == LOOK_SECONDS
+    # 100,000 read in 2 s, 900,000 left (18 s at that pace): the look can wait, up to a bound.
+    assert _next_look_in(started, 102.0, 100_000, 900_000) == MAX_LOOK_SECONDS
+    # 0.4 s left at that pace: a tenth of a second.
+    assert _next_look_in(started, 102.0, 100_000, 20_000) == 0.1
+    # About to finish, or finished: every 50 ms again.
+    assert _next_look_in(started, 102.0, 100_000, 1_000) == LOOK_SECONDS
+    assert _next_look_in(started, 102.0, 100_000, 0) == LOOK_SECONDS
