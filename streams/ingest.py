@@ -32,11 +32,7 @@ from streams.watermarks import Coverage
 
 log = logging.getLogger(__name__)
 
-# Records per read, at most. Each batch costs a commit and a merge, and the device agent
-# one state write per device however many of its `seen` the batch holds: 20,000 against
-# 5,000 gave 54,800 against 52,400 records/s on the 1,000-device bench file (three
-# alternating runs each; which of those costs made the difference was not measured).
-MAX_BATCH_RECORDS = 20_000
+MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
 POLL_MS = 500
 QUIET_FLUSH_MS = 2_000
