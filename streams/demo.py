@@ -78,8 +78,14 @@ def scrape(url: str) -> str:
         return ""
 
 
-def wait_until_consuming(metrics_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait for the worker to say it is ready: its sieve joined, its tables recovered."""
+def wait_until_consuming(
+    metrics_url: str, process: subprocess.Popen[bytes], timeout: float, poll_seconds: float = 0.5
+) -> None:
+    """Wait for the worker to say it is ready: its sieve joined, its tables recovered.
+
+    The sieve is ready once its first read returned, so it may already be reading
+    when this returns: up to `poll_seconds` of it (the bench asks often).
+    """
     ready_url = metrics_url.removesuffix("/metrics") + "/readyz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,7 +93,7 @@ def wait_until_consuming(metrics_url: str, process: subprocess.Popen[bytes], tim
             raise RuntimeError(f"the worker exited with code {process.returncode}")
         if scrape(ready_url):  # "" until it answers 200
             return
-        time.sleep(0.5)
+        time.sleep(poll_seconds)
     raise RuntimeError(f"the worker was not ready ({ready_url}) within {timeout:.0f} s")
 
 
