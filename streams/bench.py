@@ -265,7 +265,7 @@ def _next_look_in(first: tuple[float, list[float]] | None, now: float, done: flo
     """Seconds until the next look: every 50 ms where the clock starts and stops, rarer between.
 
     Each look renders the workers' whole `/metrics` page, about a millisecond
-    of their CPU: twenty a second cost a worker 2 % of its rate in py-spy. In
+    of their CPU: twenty a second took 2 % of a worker's py-spy samples. In
     mid-stream a look can wait a quarter of the time the rest should take.
     """
     if first is None or done <= 0 or left <= 0:
