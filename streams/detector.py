@@ -86,6 +86,7 @@ def fold(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
     _prune(current, catalog)
     if applied is Applied.DUPLICATE:
         resent = [device_alert(current.device, episode, catalog) for episode in current.episodes]
+        evidence += _fleet_evidence_again(current, catalog)
         return Result(current, [], applied, 0, evidence, resent=resent)
     if applied is Applied.SEEN and not _watching(current, catalog):
         return Result(current, [], applied, 0, evidence)
@@ -436,6 +437,27 @@ def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
             state.reported[position] = Reported(entry.kb, "recovered", entry.affected_ms)
             ended = max(e.ends_ms for e in episodes)
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
+    return evidence
+
+
+def _fleet_evidence_again(state: DeviceState, catalog: Catalog) -> list[Evidence]:
+    """What `_fleet_evidence` told the fleet agent of the device, as it stands now.
+
+    For a duplicate record, as its alerts are sent again: a worker killed after
+    the state was written and before its evidence reached the broker would
+    otherwise have lost the fact. The fleet agent counts a device's status once.
+    """
+    counted = {catalog.boot_loop.alertname, catalog.silence.alertname}
+    evidence: list[Evidence] = []
+    for entry in state.reported:
+        if entry.status == "installed" or not entry.affected_ms:
+            continue
+        evidence.append(
+            Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, entry.affected_ms)
+        )
+        ended = [e.ends_ms for e in state.episodes if e.kb == entry.kb and e.alertname in counted]
+        if entry.status == "recovered" and ended:
+            evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, max(ended)))
     return evidence
 
 

@@ -69,6 +69,9 @@ class KbState:
     affected_total: int = 0
     recovered: int = 0  # devices recovered now (recoveries minus relapses)
     last_recovered_ms: int = 0
+    # device -> (recovered now, event time of the fact that said so): what makes a
+    # recovery or relapse sent again count once. Devices past the affected cap are counted only.
+    said: dict[str, tuple[bool, int]] = field(default_factory=dict)
     # (fingerprint, starts, ends, arch label fixed when it first fired)
     episodes: list[tuple[str, int, int, str]] = field(default_factory=list)
 
@@ -94,6 +97,7 @@ class KbState:
                 "r": self.recovered,
                 "l": self.last_recovered_ms,
                 "e": [list(episode) for episode in self.episodes],
+                "s": {device: [int(recovered), ms] for device, (recovered, ms) in self.said.items()},
             }
         )
 
@@ -109,6 +113,8 @@ class KbState:
             recovered=wire["r"],
             last_recovered_ms=wire["l"],
             episodes=[(fp, starts, ends, arch) for fp, starts, ends, arch in wire["e"]],
+            # Not kept before 0.8.4: those devices' facts are counted as they come.
+            said={device: (bool(recovered), ms) for device, (recovered, ms) in wire.get("s", {}).items()},
         )
 
 
@@ -193,8 +199,8 @@ class FleetEngine:
         `offset` and `timestamp_ms` (its place on the evidence topic and when it
         was produced; live only) make this idempotent: after a crash Faust hands
         over again what came after its last commit, and the restored table may
-        already hold its effect. Counts are not sets, so a fact applied twice
-        would count a device twice.
+        already hold its effect. Install and baseline counts are not sets, so a
+        fact applied twice would count a device twice.
         """
         if offset is None:
             return self._process(evidence)
@@ -296,7 +302,8 @@ class FleetEngine:
         self.metrics.evidence.labels(evidence.kind.value).inc()
         if evidence.kb:
             state = self._kb(evidence.kb)
-            _apply_kb(state, evidence)
+            if not _apply_kb(state, evidence):
+                return []
             alerts = self._evaluate(state, self._baseline())
             self.states[evidence.kb] = state.to_wire()
             self._trim()
@@ -389,28 +396,76 @@ class FleetEngine:
         )
 
 
-def _apply_kb(state: KbState, evidence: Evidence) -> None:
+def _apply_kb(state: KbState, evidence: Evidence) -> bool:
+    """Fold one fact into the KB's state; False when it changed nothing (a fact said already).
+
+    A device agent sends each fact once, but a crash can lose one or send one
+    again: killed after its state was written and before its evidence was, the
+    fact is lost (it sends the device's facts again with its next duplicate
+    record); killed the other way round, it sends the fact again. So facts
+    about a device are folded as its status: said again, they change nothing.
+    """
     arch = evidence.arch or UNKNOWN_ARCH
+    device = evidence.device
     if evidence.kind is EvidenceKind.INSTALLED:
         hours = state.installs.setdefault(arch, {})
         hour = evidence.time_ms // HOUR_MS
         hours[hour] = hours.get(hour, 0) + 1
     elif evidence.kind is EvidenceKind.AFFECTED:
-        known = next((entry for entry in state.affected if entry[2] == evidence.device), None)
+        known = _affected_entry(state, device)
         if known is not None:
+            if evidence.time_ms >= known[0]:
+                return False
             # The device's start moved earlier (a late record): counted once, at its earliest.
-            if evidence.time_ms < known[0]:
-                state.affected.remove(known)
-                bisect.insort(state.affected, (evidence.time_ms, arch, evidence.device))
-            return
-        state.affected_total += 1
-        if len(state.affected) < MAX_AFFECTED_KEPT:
-            bisect.insort(state.affected, (evidence.time_ms, arch, evidence.device))
+            state.affected.remove(known)
+            bisect.insort(state.affected, (evidence.time_ms, arch, device))
+            return True
+        _count_affected(state, evidence.time_ms, arch, device)
     elif evidence.kind is EvidenceKind.RECOVERED:
+        said = state.said.get(device)
+        if said is not None and (said[0] or evidence.time_ms < said[1]):
+            return False  # said already, or older than the relapse said after it
+        if _tracked(state, device):
+            if said is None and _affected_entry(state, device) is None and _lists_every_affected(state):
+                # Only an affected device recovers: its `affected` fact was lost. It
+                # counts from its recovery until that fact comes again (earlier).
+                _count_affected(state, evidence.time_ms, arch, device)
+            state.said[device] = (True, evidence.time_ms)
         state.recovered += 1
         state.last_recovered_ms = max(state.last_recovered_ms, evidence.time_ms)
     elif evidence.kind is EvidenceKind.RELAPSED:
-        state.recovered = max(0, state.recovered - 1)
+        said = state.said.get(device)
+        if said is not None and (not said[0] or evidence.time_ms < said[1]):
+            return False
+        # A relapse undoes a recovery: this device's, or one counted without its
+        # device (before 0.8.4, past the cap). Its own recovery may have been lost.
+        undoes = said is not None or state.recovered > sum(1 for now, _ in state.said.values() if now)
+        if _tracked(state, device):
+            state.said[device] = (False, evidence.time_ms)
+        if undoes:
+            state.recovered = max(0, state.recovered - 1)
+    return True
+
+
+def _affected_entry(state: KbState, device: str) -> tuple[int, str, str] | None:
+    return next((entry for entry in state.affected if entry[2] == device), None)
+
+
+def _count_affected(state: KbState, time_ms: int, arch: str, device: str) -> None:
+    state.affected_total += 1
+    if len(state.affected) < MAX_AFFECTED_KEPT:
+        bisect.insort(state.affected, (time_ms, arch, device))
+
+
+def _lists_every_affected(state: KbState) -> bool:
+    """Whether a device missing from `affected` was never counted (not past the cap, not unnamed)."""
+    # Entries had no device before 0.5.
+    return len(state.affected) == state.affected_total and all(entry[2] for entry in state.affected)
+
+
+def _tracked(state: KbState, device: str) -> bool:
+    """Whether the device's status is kept: as far as the affected devices themselves are."""
+    return bool(device) and (device in state.said or len(state.said) < MAX_AFFECTED_KEPT)
 
 
 def _fingerprint(kb: str, sequence: int) -> str:

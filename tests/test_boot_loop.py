@@ -8,6 +8,7 @@ from streams.catalog import BootLoopRule, Catalog
 from streams.detector import Applied, apply
 from streams.device import DeviceState
 from streams.engine import Engine
+from streams.evidence import EvidenceKind
 from streams.metrics import Metrics
 from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
@@ -93,6 +94,19 @@ def test_a_record_delivered_again_after_the_page_sends_the_page_again():
     ]
     labels = {"alertname": "PostUpdateBootLoop", "severity": "critical", "status": "firing"}
     assert engine.metrics.registry.get_sample_value("kbwatch_alerts_total", labels) == 1  # not counted again
+
+
+def test_a_record_delivered_again_after_the_page_sends_the_fleet_its_fact_again():
+    # Killed after writing the state and before the evidence reached the broker:
+    # the fleet agent would never count the device, so the duplicate says it again.
+    engine = Engine({}, Catalog(), Metrics.create())
+    signals = [install(T0), *loop(T0 + minutes(20))]
+    outputs = [engine.process(signal) for signal in signals]
+    (paged,) = [output for output in outputs if output.alerts]
+    affected = [fact for fact in paged.evidence if fact.kind is EvidenceKind.AFFECTED]
+    assert len(affected) == 1
+    again = engine.process(signals[outputs.index(paged)])
+    assert [fact for fact in again.evidence if fact.kind is not EvidenceKind.EXPOSURE] == affected
 
 
 def test_forced_power_offs_are_not_crashes():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import zlib
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.catalog import Catalog, RegressionRule
 from streams.evidence import Evidence, EvidenceKind
-from streams.fleet import FleetEngine
+from streams.fleet import FleetEngine, KbState
 from streams.metrics import Metrics
 from streams.rules.regression import judge
 from streams.timeutil import HOUR_MS, MINUTE_MS
@@ -264,3 +265,93 @@ def test_a_recreated_evidence_topic_counting_from_zero_again_is_not_taken_for_a_
     engine.process(Evidence.progress(0, 2**50), 5, 9_005)
     assert engine._kb(KB).installed_total() == 10
     assert engine.metrics.registry.get_sample_value("kbwatch_evidence_replayed_total") == 0
+
+
+def _failing_and_affected(engine: FleetEngine) -> tuple[float | None, float | None]:
+    sample = engine.metrics.registry.get_sample_value
+    return (
+        sample("kbwatch_update_failing_devices", {"kb": KB}),
+        sample("kbwatch_update_affected_devices", {"kb": KB}),
+    )
+
+
+def _one_still_failing() -> tuple[list[Evidence], list[Evidence]]:
+    """Fifteen devices affected, all but the last recovered: the regression stays firing."""
+    evidence = fleet_stream(300, 15)
+    affected = [fact for fact in evidence if fact.kind is EvidenceKind.AFFECTED]
+    recoveries = [
+        Evidence(EvidenceKind.RECOVERED, KB, fact.device, fact.arch, fact.time_ms + 8 * HOUR_MS)
+        for fact in affected[:-1]
+    ]
+    return sorted(evidence + recoveries, key=lambda fact: fact.time_ms), recoveries
+
+
+def test_a_recovery_sent_again_after_it_was_applied_counts_once():
+    # A device agent killed after its evidence was flushed but before its state
+    # was: the record comes again and the recovery with it, long after its release.
+    evidence, recoveries = _one_still_failing()
+    engine, alerts = run_fleet(evidence)
+    assert [alert["status"] for alert in alerts] == ["firing"]
+    assert engine.process(recoveries[0]) == []
+    assert _failing_and_affected(engine) == (1, 15)
+
+
+def test_a_recovery_sent_again_after_a_relapse_leaves_the_device_failing():
+    evidence, recoveries = _one_still_failing()
+    engine, _ = run_fleet(evidence)
+    first = recoveries[0]
+    relapse = Evidence(EvidenceKind.RELAPSED, KB, first.device, first.arch, first.time_ms + HOUR_MS)
+    for fact in (relapse, relapse, first):  # the relapse twice, then the older recovery again
+        assert engine.process(fact) == []
+    assert _failing_and_affected(engine) == (2, 15)
+
+
+def test_a_recovery_whose_affected_fact_was_lost_still_counts_the_device_affected():
+    # A device agent killed after its state was flushed but before its evidence
+    # was: the `affected` fact is gone, its recovery comes later. Counting the
+    # recovery alone would take a failing device off the count and resolve early.
+    evidence, recoveries = _one_still_failing()
+    lost = next(
+        fact
+        for fact in evidence
+        if fact.kind is EvidenceKind.AFFECTED and fact.device == recoveries[0].device
+    )
+    engine, alerts = run_fleet([fact for fact in evidence if fact is not lost])
+    assert [alert["status"] for alert in alerts] == ["firing"]
+    assert _failing_and_affected(engine) == (1, 15)
+    engine.process(lost)  # sent again with the device's next duplicate record: counted once
+    assert _failing_and_affected(engine) == (1, 15)
+
+
+def test_a_recovered_device_said_again_whole_changes_nothing():
+    evidence, recoveries = _one_still_failing()
+    engine, _ = run_fleet(evidence)
+    before = engine.states[KB]
+    device = recoveries[0].device
+    affected = next(fact for fact in evidence if fact.kind is EvidenceKind.AFFECTED and fact.device == device)
+    assert engine.process(affected) == [] and engine.process(recoveries[0]) == []
+    assert engine.states[KB] == before
+
+
+def test_kb_states_round_trip_and_read_as_written_before_the_device_statuses():
+    evidence, _ = _one_still_failing()
+    engine, _ = run_fleet(evidence)
+    state = engine._kb(KB)
+    assert len(state.said) == 14
+    assert KbState.from_wire(state.to_wire()) == state
+    wire = orjson.loads(state.to_wire())
+    del wire["s"]  # as 0.8.3 wrote it
+    assert KbState.from_wire(orjson.dumps(wire)).said == {}
+
+
+def test_a_relapse_whose_recovery_was_lost_takes_no_other_device_off_the_recovered():
+    evidence, recoveries = _one_still_failing()
+    engine, _ = run_fleet(evidence)
+    still_failing = next(
+        fact
+        for fact in evidence
+        if fact.kind is EvidenceKind.AFFECTED and fact.device not in {r.device for r in recoveries}
+    )
+    relapse = Evidence(EvidenceKind.RELAPSED, KB, still_failing.device, still_failing.arch, T0 + 20 * HOUR_MS)
+    assert engine.process(relapse) == []
+    assert _failing_and_affected(engine) == (1, 15)
