@@ -228,8 +228,7 @@ class FleetEngine:
         if evidence.kind is EvidenceKind.PROGRESS:
             return self._advance(evidence.partition, evidence.time_ms)
         if evidence.time_ms < self._progress().released_ms:
-            self.metrics.evidence_late.inc()
-            return self._apply(evidence)
+            return self._apply(evidence, late=True)
         self._hold(evidence)
         return []
 
@@ -297,18 +296,22 @@ class FleetEngine:
             alerts += self._apply(fact)
         return alerts
 
-    def _apply(self, evidence: Evidence) -> list[Alert]:
+    def _apply(self, evidence: Evidence, late: bool = False) -> list[Alert]:
         """Apply one fact now; return the `UpdateRegression` state changes it caused."""
         self.metrics.evidence.labels(evidence.kind.value).inc()
         if evidence.kb:
             state = self._kb(evidence.kb)
             if not _apply_kb(state, evidence):
-                return []
+                return []  # said again (a duplicate record): not late, only repeated
+            if late:
+                self.metrics.evidence_late.inc()
             alerts = self._evaluate(state, self._baseline())
             self.states[evidence.kb] = state.to_wire()
             self._trim()
             self._export()
             return alerts
+        if late:
+            self.metrics.evidence_late.inc()
         baseline = self._baseline()
         hour = evidence.time_ms // HOUR_MS
         counts = baseline.exposure if evidence.kind is EvidenceKind.EXPOSURE else baseline.loops

@@ -294,6 +294,7 @@ def test_a_recovery_sent_again_after_it_was_applied_counts_once():
     assert [alert["status"] for alert in alerts] == ["firing"]
     assert engine.process(recoveries[0]) == []
     assert _failing_and_affected(engine) == (1, 15)
+    assert engine.metrics.registry.get_sample_value("kbwatch_evidence_late_total") == 0  # repeated, not late
 
 
 def test_a_recovery_sent_again_after_a_relapse_leaves_the_device_failing():
