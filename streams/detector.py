@@ -85,9 +85,8 @@ def fold(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
         applied = _add(current, signal, catalog, evidence)
     _prune(current, catalog)
     if applied is Applied.DUPLICATE:
-        resent = [device_alert(current.device, episode, catalog) for episode in current.episodes]
-        evidence += _fleet_evidence_again(current, catalog)
-        return Result(current, [], applied, 0, evidence, resent=resent)
+        resent, facts = said_so_far(current, catalog)
+        return Result(current, [], applied, 0, evidence + facts, resent=resent)
     if applied is Applied.SEEN and not _watching(current, catalog):
         return Result(current, [], applied, 0, evidence)
     crashes = crash_boots(current.markers)
@@ -440,13 +439,16 @@ def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
     return evidence
 
 
-def _fleet_evidence_again(state: DeviceState, catalog: Catalog) -> list[Evidence]:
-    """What `_fleet_evidence` told the fleet agent of the device, as it stands now.
+def said_so_far(state: DeviceState, catalog: Catalog) -> tuple[list[Alert], list[Evidence]]:
+    """The device's alerts as they stand, and what `_fleet_evidence` told the fleet agent of it.
 
-    For a duplicate record, as its alerts are sent again: a worker killed after
-    the state was written and before its evidence reached the broker would
-    otherwise have lost the fact. The fleet agent counts a device's status once.
+    To be sent again wherever a worker may have died after writing the state
+    and before what it caused reached the broker: for a duplicate record, and
+    once per partition after a restart or takeover (`Engine.tick`), since a
+    tick's verdict comes with no duplicate. Alerts keep their fingerprints and
+    the fleet agent counts a device's status once, so saying it again is harmless.
     """
+    alerts = [device_alert(state.device, episode, catalog) for episode in state.episodes]
     counted = {catalog.boot_loop.alertname, catalog.silence.alertname}
     evidence: list[Evidence] = []
     for entry in state.reported:
@@ -458,7 +460,7 @@ def _fleet_evidence_again(state: DeviceState, catalog: Catalog) -> list[Evidence
         ended = [e.ends_ms for e in state.episodes if e.kb == entry.kb and e.alertname in counted]
         if entry.status == "recovered" and ended:
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, max(ended)))
-    return evidence
+    return alerts, evidence
 
 
 def _background(state: DeviceState, crashes: list[CrashBoot], catalog: Catalog) -> list[Evidence]:

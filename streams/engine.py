@@ -23,7 +23,7 @@ from typing import Any
 from streams import codec
 from streams.alerts import Alert
 from streams.catalog import Catalog
-from streams.detector import Result, apply, is_expired, silence_deadline
+from streams.detector import Result, apply, is_expired, said_so_far, silence_deadline
 from streams.device import DeviceState
 from streams.evidence import Evidence
 from streams.metrics import Metrics, stop_code_label
@@ -44,8 +44,8 @@ class Output:
 
     alerts: list[Alert] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
-    # Alerts sent again unchanged (a duplicate delivery): the worker sends them, so
-    # none is lost to a crash, but they are not changes, for metrics or replay.
+    # Alerts sent again unchanged (a duplicate delivery, a restart): the worker sends
+    # them, so none is lost to a crash, but they are not changes, for metrics or replay.
     resent: list[Alert] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
@@ -73,6 +73,7 @@ class Engine:
         self._swept_day: dict[int, int] = {}
         self._partition_time: dict[int, int] = {}  # partition -> fleet time of its last tick
         self._inputs: dict[int, InputWatermarks] = {}  # partition -> what each sieve's ticks said
+        self._said_again: set[int] = set()  # partitions whose devices' alerts and facts were sent again
         self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
         # Each device's last stored encoding and the state it encodes: a device
         # named again soon (a `seen_many` names it several times) skips the decode.
@@ -148,17 +149,21 @@ class Engine:
         partitions, and `partition` moves on only as far as every input
         partition has been read (`streams.watermarks`).
         """
+        output = Output()
+        if partition not in self._said_again:
+            # The first tick of partitions taken, whatever time it brings.
+            output.extend(self._say_again())
+            self._said_again.add(partition)
         if coverage is not None:
             inputs = self._inputs.setdefault(partition, InputWatermarks())
             fleet_ms = inputs.report(fleet_ms, coverage)
             if fleet_ms <= self._partition_time.get(partition, 0):
-                return Output()  # nothing new for this partition: the slowest input holds it
+                return output  # nothing new for this partition: the slowest input holds it
         self.fleet_time_ms = max(self.fleet_time_ms, fleet_ms)
         self.metrics.fleet_clock.set(self.fleet_time_ms / 1000)
         # Each partition's agent runs at its own pace: its devices are judged
         # by the ticks it has read, never by another partition's.
         self._partition_time[partition] = max(self._partition_time.get(partition, 0), fleet_ms)
-        output = Output()
         due = []
         for device, stored in list(self.watches.items()):
             deadline, watch_partition = codec.loads(stored)
@@ -176,6 +181,34 @@ class Engine:
         self._maybe_sweep(partition)
         # After this partition's evidence up to the tick: the fleet agent's cue.
         output.evidence.append(Evidence.progress(partition, fleet_ms))
+        return output
+
+    def taken_over(self, partitions: Iterable[int]) -> None:
+        """Partitions (re)assigned: their devices' alerts and facts go out again at their next tick."""
+        self._said_again.difference_update(partitions)
+
+    def _say_again(self) -> Output:
+        """Every alert and fleet fact of the devices of partitions just taken, sent again once.
+
+        The worker that wrote these states (this one before a restart, or another
+        one before a takeover) may have died before what they caused reached the
+        broker. A record that comes again finds itself counted and says it again
+        (`said_so_far`), but a silence verdict comes from a tick, which nothing
+        brings back. So the first tick after taking partitions says it all again:
+        one walk of the table for all of them (it decodes every state, as a sweep does).
+        """
+        output = Output()
+        taken: set[int] = set()
+        for stored in list(self.states.values()):
+            state = _decoded(stored)
+            if state is None or state.partition in self._said_again:
+                continue
+            taken.add(state.partition)
+            if state.episodes or state.reported:
+                resent, evidence = said_so_far(state, self.catalog)
+                output.resent += resent
+                output.evidence += evidence
+        self._said_again |= taken
         return output
 
     def sweep(self, partition: int | None = None) -> int:

@@ -131,6 +131,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         # The device and fleet agents' share after a rebalance: how a takeover shows in the log.
         assigned = args[0] if args else kwargs.get("assigned", ())
         log.info("agents: partitions assigned: %s", describe_partitions(assigned) or "none")
+        # Whoever wrote their states last may have died before sending what they caused.
+        engine.taken_over(tp.partition for tp in assigned if tp.topic == settings.signals_topic)
         set_fetch_max_wait(app, settings.fetch_max_wait_ms)
 
     @app.on_before_shutdown.connect
