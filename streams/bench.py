@@ -257,20 +257,23 @@ def group_rate(
                 tuple(cores[: len(processes)]),
                 cores[-1] if broker_pid else None,
             )
-        time.sleep(_next_look_in(first, look[0], read - read_before, count - read))
+        started = first[0] if first is not None else None
+        time.sleep(_next_look_in(started, look[0], read - read_before, count - read))
     raise RuntimeError(f"{len(processes)} worker(s) did not finish the stream in time")
 
 
-def _next_look_in(first: tuple[float, list[float]] | None, now: float, done: float, left: float) -> float:
+def _next_look_in(started: float | None, now: float, done: float, left: float) -> float:
     """Seconds until the next look: every 50 ms where the clock starts and stops, rarer between.
 
     Each look renders the workers' whole `/metrics` page, about a millisecond
     of their CPU: twenty a second took 2 % of a worker's py-spy samples. In
     mid-stream a look can wait a quarter of the time the rest should take.
+    `started` is when the clock started (None: not yet), `done` the records
+    read since then and `left` those still to read.
     """
-    if first is None or done <= 0 or left <= 0:
+    if started is None or done <= 0 or left <= 0:
         return LOOK_SECONDS
-    remaining = left / (done / max(now - first[0], LOOK_SECONDS))
+    remaining = left / (done / max(now - started, LOOK_SECONDS))
     return min(MAX_LOOK_SECONDS, max(LOOK_SECONDS, remaining / 4))
 
 

@@ -1,8 +1,9 @@
 """Evidence: what device agents tell the fleet agent, once per fact.
 
-Once as a rule: a duplicate record makes a device agent say its device's
-`affected` and `recovered` facts again (a crash may have lost them), and the
-fleet agent folds those as the device's status, so repeating one is harmless.
+Once as a rule: a duplicate record, and the first tick after a restart or
+takeover, make a device agent say its devices' `affected` and `recovered`
+facts again (a crash may have lost them), and the fleet agent folds those as
+each device's status, so repeating one is harmless.
 
 Sent on `kbwatch-evidence` (one partition: KBs are few and the fleet verdict
 needs the baseline beside every KB), keyed by KB (`_baseline` for baseline

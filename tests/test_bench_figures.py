@@ -28,7 +28,7 @@ def test_the_cpu_line_names_each_process_and_leaves_out_a_broker_it_did_not_star
 
 
 def test_the_bench_looks_often_where_the_clock_starts_and_stops_and_rarely_between():
-    started = (100.0, [0.0])
+    started = 100.0
     # Before the clock starts, and before anything is read, every 50 ms.
     assert _next_look_in(None, 100.0, 0, 1_000_000) == LOOK_SECONDS
     assert _next_look_in(started, 100.0, 0, 1_000_000) == LOOK_SECONDS
