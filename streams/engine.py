@@ -199,7 +199,7 @@ class Engine:
         """
         output = Output()
         taken: set[int] = set()
-        for stored in list(self.states.values()):
+        for stored in self.states.values():  # read only: no copy of a large table
             state = _decoded(stored)
             if state is None or state.partition in self._said_again:
                 continue

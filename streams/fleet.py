@@ -302,7 +302,7 @@ class FleetEngine:
         if evidence.kb:
             state = self._kb(evidence.kb)
             if not _apply_kb(state, evidence):
-                return []  # said again (a duplicate record): not late, only repeated
+                return []  # said again after a crash or a duplicate: not late, only repeated
             if late:
                 self.metrics.evidence_late.inc()
             alerts = self._evaluate(state, self._baseline())
@@ -404,9 +404,10 @@ def _apply_kb(state: KbState, evidence: Evidence) -> bool:
 
     A device agent sends each fact once, but a crash can lose one or send one
     again: killed after its state was written and before its evidence was, the
-    fact is lost (it sends the device's facts again with its next duplicate
-    record); killed the other way round, it sends the fact again. So facts
-    about a device are folded as its status: said again, they change nothing.
+    fact is lost (the device's facts are said again with its next duplicate
+    record and at the first tick after the restart, `detector.said_so_far`);
+    killed the other way round, it sends the fact again. So facts about a
+    device are folded as its status: said again, they change nothing.
     """
     arch = evidence.arch or UNKNOWN_ARCH
     device = evidence.device
