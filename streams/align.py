@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
+Key = TypeVar("Key", bound=Hashable)  # a partition, however the caller names it
 NEVER_READ = -(2**62)
 
 
@@ -32,13 +33,13 @@ class Timed(Generic[Item]):
 
 
 @dataclass(frozen=True, slots=True)
-class Merged(Generic[Item]):
+class Merged(Generic[Key, Item]):
     """The records to process, in order, and where each held-back partition resumes."""
 
-    released: list[tuple[Hashable, Timed[Item]]]
-    resume_at: dict[Hashable, int]
+    released: list[tuple[Key, Timed[Item]]]
+    resume_at: dict[Key, int]
 
-    def still_held(self, batch: Mapping[Hashable, list[Timed[Item]]]) -> dict[Hashable, list[Timed[Item]]]:
+    def still_held(self, batch: Mapping[Key, list[Timed[Item]]]) -> dict[Key, list[Timed[Item]]]:
         """What of `batch` stays held: each held-back partition's records from where it resumes.
 
         A partition's records are in offset order, so this is a slice found by
@@ -56,10 +57,10 @@ def _offset(record: Timed[Any]) -> int:
 
 
 def merge(
-    batch: Mapping[Hashable, Sequence[Timed[Item]]],
-    behind: Mapping[Hashable, int],
+    batch: Mapping[Key, Sequence[Timed[Item]]],
+    behind: Mapping[Key, int],
     lateness_ms: int,
-) -> Merged[Item]:
+) -> Merged[Key, Item]:
     """Release `batch` in event-time order up to what the lagging partitions allow.
 
     `behind` holds every partition that still has unread records beyond this
@@ -70,12 +71,12 @@ def merge(
     # Each head's effective time is worked out as it comes up, not for the
     # whole batch first: a partition far ahead stays held batch after batch,
     # and walking all of it each time cost more than the merge itself.
-    heap: list[tuple[int, int, int, Hashable]] = []
+    heap: list[tuple[int, int, int, Key]] = []
     for order, (partition, records) in enumerate(batch.items()):
         if records:
             heap.append((records[0].event_ms or behind.get(partition, 0), order, 0, partition))
     heapq.heapify(heap)
-    released: list[tuple[Hashable, Timed[Item]]] = []
+    released: list[tuple[Key, Timed[Item]]] = []
     while heap:
         time_ms, order, index, partition = heap[0]
         if bounds and time_ms > min(bounds.values()) + lateness_ms:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import Any
 
 from streams import codec, documents
 from streams.collectors import render
@@ -37,7 +38,7 @@ def hostile_messages(count: int = 2000, seed: int = 13) -> list[tuple[bytes, str
     return [makers[rng.randrange(len(makers))](index) for index in range(count)]
 
 
-def _mutated(document: dict, index: int, path: tuple[str, ...], value: object) -> bytes:
+def _mutated(document: dict[str, Any], index: int, path: tuple[str, ...], value: object) -> bytes:
     changed = copy.deepcopy(document)
     changed["winlog"]["record_id"] = 10_000 + index
     target = changed
@@ -50,7 +51,7 @@ def _mutated(document: dict, index: int, path: tuple[str, ...], value: object) -
     return codec.dumps(changed)
 
 
-def _invented_noise_document(index: int) -> dict:
+def _invented_noise_document(index: int) -> dict[str, Any]:
     host = documents.Host(host_id=f"invented-{index}", name=f"INVENTED-{index}")
     return documents.security_4624(host, T0 + index * 1000, index, "mallory")
 

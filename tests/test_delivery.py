@@ -1,12 +1,16 @@
 """Alert delivery bookkeeping: what Alertmanager must hear, and when."""
 
+from typing import Any
+
 from streams.delivery import FIRING_HORIZON_MS, RESOLVED_REPEAT_MS, AlertBook
 from streams.timeutil import to_rfc3339
 
 NOW = 1_800_000_000_000
 
 
-def alert(status: str, fingerprint: str = "0123456789abcdef", ends: str = "0001-01-01T00:00:00Z") -> dict:
+def alert(
+    status: str, fingerprint: str = "0123456789abcdef", ends: str = "0001-01-01T00:00:00Z"
+) -> dict[str, Any]:
     return {
         "status": status,
         "labels": {

@@ -8,6 +8,7 @@ import sys
 import zipfile
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -49,11 +50,12 @@ KUBERNETES_VERSION = "1.33.0"  # the schemas kubernetes-validate ships for it ar
 CUSTOM_KINDS = {"PodMonitor", "PrometheusRule", "Kustomization"}  # CRDs: checked below by hand
 
 
-def compose_file() -> dict:
-    return yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+def compose_file() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    return document
 
 
-def kubernetes_documents() -> list[dict]:
+def kubernetes_documents() -> list[dict[str, Any]]:
     return [
         document
         for path in sorted(KUBERNETES.glob("*.yaml"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,7 +36,7 @@ RECORDS = {
 }
 
 
-def sift_as(form: InputFormat, document: dict, shape: int = 0):
+def sift_as(form: InputFormat, document: dict[str, Any], shape: int = 0):
     rendered = render(document, form, BERLIN, shape)
     payload = rendered if isinstance(rendered, bytes) else codec.dumps(rendered)
     decoding = Decoding(nxlog_zone=BERLIN)

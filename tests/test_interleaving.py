@@ -15,6 +15,7 @@ import bisect
 import random
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -59,10 +60,10 @@ class Schedule:
     partitions: int = 4
     sieves: int = 1
     takeover: bool = False
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     stalled: dict[int, int] = field(default_factory=dict)  # agent (-1: fleet, -2-n: sieve n) -> rounds
 
-    def run(self, stream: list[SimRecord]) -> dict:
+    def run(self, stream: list[SimRecord]) -> dict[str, tuple[str, str, str, str]]:
         catalog, metrics = Catalog(), Metrics.create()
         engine = Engine({}, catalog, metrics, {})
         fleet = FleetEngine({}, catalog, metrics, self.partitions)
@@ -186,7 +187,7 @@ class Schedule:
             return 0
         return self.rng.choice([waiting, self.rng.randint(0, waiting)])
 
-    def _keep(self, alerts: list) -> None:
+    def _keep(self, alerts: list[Any]) -> None:
         self.alerts += [alert.to_json() for alert in alerts]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -41,7 +42,9 @@ def fleet_stream(
     return evidence
 
 
-def run_fleet(evidence: list[Evidence], catalog: Catalog | None = None) -> tuple[FleetEngine, list[dict]]:
+def run_fleet(
+    evidence: list[Evidence], catalog: Catalog | None = None
+) -> tuple[FleetEngine, list[dict[str, Any]]]:
     """The facts, then the fleet clock far past them all."""
     engine = FleetEngine({}, catalog or Catalog(), Metrics.create())
     alerts = [alert.to_json() for fact in evidence for alert in engine.process(fact)]
@@ -114,7 +117,7 @@ def test_partitions_interleaved_any_way_reach_the_verdicts_of_one_ordered_stream
                 queue.append(Evidence.progress(number, tick_ms - 5 * MINUTE_MS))
         queues[zlib.crc32(fact.device.encode()) % partitions].append(fact)
     engine = FleetEngine({}, Catalog(), Metrics.create(), partitions)
-    live: list[dict] = []
+    live: list[dict[str, Any]] = []
     while any(queues):
         queue = rng.choice([queue for queue in queues if queue])
         count = rng.randint(1, 40)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams import codec, documents
 from streams.catalog import Catalog
 from streams.engine import Engine
@@ -131,7 +133,7 @@ def silence_engine() -> Engine:
     return Engine({}, Catalog(), Metrics.create())
 
 
-def feed(engine: Engine, signals: list[Signal]) -> list[dict]:
+def feed(engine: Engine, signals: list[Signal]) -> list[dict[str, Any]]:
     alerts = []
     for signal in signals:
         output = engine.tick(signal.time_ms) if signal.kind is SignalKind.TICK else engine.process(signal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -20,8 +21,8 @@ EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
 NOW = T0 + 10**9
 
 
-def schema(name: str) -> dict:
-    document = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+def schema(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(document)
     return document
 

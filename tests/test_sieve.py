@@ -1,5 +1,7 @@
 """The sieve: every message gets exactly one outcome, and noise costs little."""
 
+from typing import Any
+
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams import codec, documents
@@ -179,7 +181,7 @@ def test_a_repeated_key_is_read_as_the_readme_says():
     noise = documents.security_4624(HOST, T0, 1, "alice")
     crash = documents.kernel_power_41(HOST, T0, 2)
 
-    def with_two_winlogs(first: dict, second: dict) -> bytes:
+    def with_two_winlogs(first: dict[str, Any], second: dict[str, Any]) -> bytes:
         fields = [(key, value) for key, value in noise.items() if key != "winlog"]
         fields += [("winlog", first["winlog"]), ("winlog", second["winlog"])]
         return b"{" + b",".join(codec.dumps(key) + b":" + codec.dumps(value) for key, value in fields) + b"}"
@@ -215,10 +217,19 @@ def test_other_collectors_are_spared_the_lazy_read_and_winlogbeat_gets_it_back()
 
     from streams.collectors import nxlog_record
 
+    peeks: list[bytes] = []
+
+    class Spy(codec.Peeker):
+        def peek(self, payload: bytes) -> Any:
+            peeks.append(payload)
+            return super().peek(payload)
+
+    class Declining(codec.Peeker):
+        def peek(self, payload: bytes) -> Any:
+            return None  # every record parsed whole
+
     warm = sieve()
-    peeks = []
-    peek = warm._peeker.peek
-    warm._peeker.peek = lambda payload: peeks.append(payload) or peek(payload)
+    warm._peeker = Spy()
     zone = ZoneInfo("Europe/Berlin")
     nxlog = [
         codec.dumps(nxlog_record(documents.security_4624(HOST, T0 + number * 60_000, number, "alice"), zone))
@@ -229,7 +240,7 @@ def test_other_collectors_are_spared_the_lazy_read_and_winlogbeat_gets_it_back()
     # The first NXLog record is read lazily once (the last record was Winlogbeat); the rest not.
     assert peeks == [winlogbeat, nxlog[0], winlogbeat]
     whole = sieve()
-    whole._peeker.peek = lambda payload: None  # every record parsed whole
+    whole._peeker = Declining()
     expected = [whole.sift(Source.WINLOGBEAT, payload)[0] for payload in [winlogbeat, *nxlog, winlogbeat]]
     assert [(v.sifted, v.signal, v.rejected) for v in verdicts] == [
         (v.sifted, v.signal, v.rejected) for v in expected
@@ -290,7 +301,7 @@ def test_a_device_named_by_host_id_is_the_same_device_from_a_warm_sieve():
     # The sieve remembers which device a `host.id` names; what it remembers
     # must be what reading the document again would say, hostile ids included.
     warm = sieve()
-    hosts = [
+    hosts: list[dict[str, Any]] = [
         {"id": "7fc9aebf", "name": "PC-1"},
         {"id": " 7fc9aebf ", "name": "PC-2"},
         {"id": "7fc9\x01aebf", "name": "PC-3"},

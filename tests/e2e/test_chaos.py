@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,7 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
         producer.join(timeout=LOAD_SECONDS + 120)
         assert produced.is_set(), "the producer did not finish"
 
-        def settled(found: list) -> bool:
+        def settled(found: list[Any]) -> bool:
             return final_by_fingerprint(alerts_of(found)) == expected
 
         messages = asyncio.run(

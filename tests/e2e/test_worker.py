@@ -12,6 +12,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,9 @@ def incident_documents() -> list[bytes]:
     return [codec.dumps(document) for document in docs]
 
 
-def assert_live_agrees_with_replay(live: list[dict], expected: dict) -> None:
+def assert_live_agrees_with_replay(
+    live: list[dict[str, Any]], expected: dict[str, tuple[str, str, str, str]]
+) -> None:
     final = final_by_fingerprint(live)
     differing = {
         fingerprint: (final.get(fingerprint), expected.get(fingerprint))
@@ -69,7 +72,8 @@ def assert_live_agrees_with_replay(live: list[dict], expected: dict) -> None:
 
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
+        body: bytes = response.read()
+        return body.decode()
 
 
 def test_winlogbeat_documents_become_one_boot_loop_alert(broker: EmbeddedBroker, tmp_path: Path):
@@ -131,7 +135,7 @@ def test_live_worker_and_replay_agree_on_the_simulated_fleet(broker: EmbeddedBro
     with running_worker(settings, tmp_path / "worker.log"):
         asyncio.run(produce_fleet(plan, settings, stream))
 
-        def settled(found: list) -> bool:
+        def settled(found: list[Any]) -> bool:
             return final_by_fingerprint(alerts_of(found)) == expected
 
         messages = asyncio.run(
