@@ -405,9 +405,14 @@ def _new_episode(state: DeviceState, finding: Finding) -> Episode:
     )
 
 
+def _fleet_alertnames(catalog: Catalog) -> set[str]:
+    """The alerts that make a device affected in the fleet agent's eyes."""
+    return {catalog.boot_loop.alertname, catalog.silence.alertname}
+
+
 def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
     """Affected, recovered and relapsed transitions per KB, from the episodes sent."""
-    counted = {catalog.boot_loop.alertname, catalog.silence.alertname}
+    counted = _fleet_alertnames(catalog)
     evidence: list[Evidence] = []
     for position, entry in enumerate(state.reported):
         episodes = [e for e in state.episodes if e.kb == entry.kb and e.alertname in counted]
@@ -449,7 +454,7 @@ def said_so_far(state: DeviceState, catalog: Catalog) -> tuple[list[Alert], list
     the fleet agent counts a device's status once, so saying it again is harmless.
     """
     alerts = [device_alert(state.device, episode, catalog) for episode in state.episodes]
-    counted = {catalog.boot_loop.alertname, catalog.silence.alertname}
+    counted = _fleet_alertnames(catalog)
     evidence: list[Evidence] = []
     for entry in state.reported:
         if entry.status == "installed" or not entry.affected_ms:

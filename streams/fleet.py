@@ -299,19 +299,17 @@ class FleetEngine:
     def _apply(self, evidence: Evidence, late: bool = False) -> list[Alert]:
         """Apply one fact now; return the `UpdateRegression` state changes it caused."""
         self.metrics.evidence.labels(evidence.kind.value).inc()
-        if evidence.kb:
-            state = self._kb(evidence.kb)
-            if not _apply_kb(state, evidence):
-                return []  # said again after a crash or a duplicate: not late, only repeated
-            if late:
-                self.metrics.evidence_late.inc()
+        state = self._kb(evidence.kb) if evidence.kb else None
+        if state is not None and not _apply_kb(state, evidence):
+            return []  # said again after a crash or a duplicate: not late, only repeated
+        if late:
+            self.metrics.evidence_late.inc()
+        if state is not None:
             alerts = self._evaluate(state, self._baseline())
             self.states[evidence.kb] = state.to_wire()
             self._trim()
             self._export()
             return alerts
-        if late:
-            self.metrics.evidence_late.inc()
         baseline = self._baseline()
         hour = evidence.time_ms // HOUR_MS
         counts = baseline.exposure if evidence.kind is EvidenceKind.EXPOSURE else baseline.loops

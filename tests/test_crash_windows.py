@@ -13,6 +13,7 @@ fingerprint. (The chaos test kills real processes, at random moments.)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import pytest
@@ -23,25 +24,30 @@ from streams.engine import Engine, Output
 from streams.evidence import EvidenceKind
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
-from streams.sieve import Sieve
+from streams.sieve import Sieve, Source
 from streams.signals import Signal
-from streams.simulate import FleetPlan, spring_2025
+from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import HOUR_MS, wall_clock_ms
 from tests.builders import T0, crash_boot_signals, final_by_fingerprint, install, minutes, replayed_verdicts
 
-STREAM, _ = spring_2025(FleetPlan(devices=240, seed=99, keyed=True))
 STATUS_FACTS = {EvidenceKind.AFFECTED, EvidenceKind.RECOVERED, EvidenceKind.RELAPSED}
 
 
+@cache
+def stream() -> list[SimRecord]:
+    return spring_2025(FleetPlan(devices=240, seed=99, keyed=True))[0]
+
+
+@cache
 def steps() -> list[Signal | int]:
     """The stream as the engines see it: device signals, and fleet ticks (their time)."""
     sieve = Sieve(1 << 20)
     clock = FleetClock(Catalog().silence.allowed_lateness_ms)
     now_ms = wall_clock_ms()
     found: list[Signal | int] = []
-    for record in STREAM:
+    for record in stream():
         for result in sieve.sift(record.source, record.value):
-            if record.source.value == "winlogbeat":
+            if record.source is Source.WINLOGBEAT:
                 clock.observe(result.event_ms, now_ms)
             if result.signal is not None:
                 found.append(result.signal)
@@ -49,9 +55,6 @@ def steps() -> list[Signal | int]:
         if watermark:
             found.append(watermark)
     return found
-
-
-STEPS = steps()
 
 
 @dataclass
@@ -79,11 +82,12 @@ class Run:
         self.alerts += [alert.to_json() for alert in alerts]
 
 
+@cache
 def paging_steps() -> list[int]:
     """The steps that change an alert or tell the fleet agent a device's status."""
     run = Run()
     found = []
-    for index, step in enumerate(STEPS):
+    for index, step in enumerate(steps()):
         output = run.step(step)
         if output.alerts or any(fact.kind in STATUS_FACTS for fact in output.evidence):
             found.append(index)
@@ -101,18 +105,18 @@ def regression_fingerprints(alerts: list[dict[str, Any]]) -> dict[str, set[str]]
 
 def test_the_driver_ends_as_replay_does():
     run = Run()
-    for step in STEPS:
+    for step in steps():
         run.send(run.step(step))
-    assert final_by_fingerprint(run.alerts) == replayed_verdicts(STREAM)
+    assert final_by_fingerprint(run.alerts) == replayed_verdicts(stream())
     assert len(paging_steps()) >= 10  # enough crash points to mean something
 
 
 @pytest.mark.parametrize("lost", ["what it caused", "state"])
 def test_a_kill_between_state_and_evidence_changes_no_fleet_verdict(lost):
-    expected = replayed_verdicts(STREAM)
+    expected = replayed_verdicts(stream())
     for crash_at in paging_steps():
         run = Run()
-        for index, step in enumerate(STEPS):
+        for index, step in enumerate(steps()):
             if index != crash_at:
                 run.send(run.step(step))
                 continue
