@@ -10,9 +10,10 @@ instead of 20 % on the bench's 1,000-device fleet, in the order the consumer
 read them. Each repeat was built, held, merged and then dropped when sent.
 
 So each device keeps its newest bucket and a bit mask of the `WINDOW` buckets up
-to it, together in one integer (64 bytes). Buckets are named by their text
-prefix (`2025-04-09T09:4`), so most records are judged without parsing their
-time; the number of a prefix is worked out once and kept.
+to it, together in one integer (64 bytes), beside the newest bucket's text
+prefix (`2025-04-09T09:4`, one string shared by all devices): a record of the
+newest bucket, most records of a stream read in order, is judged by comparing
+text, as before. The number of a prefix is worked out once and kept.
 """
 
 from __future__ import annotations
@@ -34,48 +35,57 @@ class SeenBuckets:
 
     def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
         self._max_tracked = max_tracked
-        # device -> newest bucket << WINDOW | mask; bit k: the bucket k before the newest was sent
-        self._devices: dict[str, int] = {}
+        # device -> (newest bucket's prefix, newest bucket << WINDOW | mask); bit k of
+        # the mask: the bucket k before the newest was sent
+        self._devices: dict[str, tuple[str, int]] = {}
         self._numbers: dict[str, int | None] = {}  # prefix -> bucket number, None if not a time
+        self._prefixes: dict[int, str] = {}  # bucket number -> its prefix, one string each
 
     def sent(self, device: str, stamp: str) -> bool:
         """Whether the bucket of `stamp` (a record's time, as text) went out for `device`."""
         memory = self._devices.get(device)
         if memory is None:
             return False
-        number = self._number(stamp[:PREFIX])
+        prefix = stamp[:PREFIX]
+        if prefix == memory[0]:
+            return True
+        number = self._number(prefix)
         if number is None:
             return False
-        age = (memory >> WINDOW) - number
-        return 0 <= age < WINDOW and bool(memory >> age & 1)
+        bits = memory[1]
+        age = (bits >> WINDOW) - number
+        return 0 <= age < WINDOW and bool(bits >> age & 1)
 
     def mark(self, device: str, stamp: str) -> None:
         """Remember that the bucket of `stamp` went out for `device`."""
+        if len(self._devices) >= self._max_tracked:
+            self.forget()
         number = self._number(stamp[:PREFIX])
         if number is None:
             return  # not remembered: the next record of that time is sent again
-        if len(self._devices) >= self._max_tracked:
-            self.forget()
         memory = self._devices.get(device)
-        newest, mask = (number, 0) if memory is None else (memory >> WINDOW, memory & _ALL)
+        newest, mask = (number, 0) if memory is None else (memory[1] >> WINDOW, memory[1] & _ALL)
         if number > newest:
             mask = (mask << (number - newest)) & _ALL
             newest = number
         elif newest - number >= WINDOW:
             return
-        self._devices[device] = newest << WINDOW | mask | 1 << (newest - number)
+        self._devices[device] = (self._prefixes[newest], newest << WINDOW | mask | 1 << (newest - number))
 
     def forget(self) -> None:
         """Forget everything: each device's next bucket is sent again (after a rewind)."""
         self._devices.clear()
         self._numbers.clear()
+        self._prefixes.clear()
 
     def _number(self, prefix: str) -> int | None:
         number = self._numbers.get(prefix, -1)
         if number == -1:
             if len(self._numbers) >= self._max_tracked:
-                self._numbers.clear()
+                self.forget()  # the devices' prefixes must stay known numbers
             number = self._numbers[prefix] = bucket_number(prefix)
+            if number is not None:
+                self._prefixes[number] = prefix
         return number
 
 
