@@ -61,7 +61,8 @@ class Sifted(StrEnum):
     REJECTED = "rejected"  # to the dead-letter topic
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as `Signal`; never changed once built.
+@dataclass(slots=True)
 class SieveResult:
     """`signal` is set for RELEVANT and SEEN, `rejected` for REJECTED."""
 
