@@ -138,6 +138,7 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
         reported=state.reported,
         background_loops=state.background_loops,
         exposure_epoch=state.exposure_epoch,
+        exposure_ms=state.exposure_ms,
         fleet_ms=state.fleet_ms,
         partition=state.partition,
     )
@@ -291,9 +292,11 @@ def _add_install(state: DeviceState, signal: Signal, catalog: Catalog, evidence:
                     known.build or signal.build,
                     known.source if known.time_ms <= signal.time_ms else signal.source,
                 )
+                evidence += _withdrawn(state, signal.time_ms, catalog)
                 return Applied.COUNTED
             return Applied.DUPLICATE
     state.installs.append(Install(signal.time_ms, signal.kb, signal.build, signal.source))
+    evidence += _withdrawn(state, signal.time_ms, catalog)
     if not state.reported_status(signal.kb):
         state.reported.append(Reported(signal.kb, "installed"))
         evidence.append(Evidence(EvidenceKind.INSTALLED, signal.kb, state.device, state.arch, signal.time_ms))
@@ -306,11 +309,38 @@ def _exposure(state: DeviceState, signal: Signal) -> list[Evidence]:
     if epoch <= state.exposure_epoch:
         return []
     state.exposure_epoch = epoch
+    state.exposure_ms = 0
     if any(0 <= signal.time_ms - install.time_ms <= EXPOSURE_EPOCH_MS for install in state.installs):
         return []
     if signal.kind is SignalKind.INSTALL:
         return []
+    state.exposure_ms = signal.time_ms
     return [Evidence(EvidenceKind.EXPOSURE, "", state.device, state.arch, signal.time_ms)]
+
+
+def _withdrawn(state: DeviceState, install_ms: int, catalog: Catalog) -> list[Evidence]:
+    """The baseline facts an install report read after them covers: taken back.
+
+    Both said the device had no install before them, as `_exposure` and
+    `_background` would not have with the report in hand. Read in event
+    order, an install withdraws nothing.
+    """
+    evidence: list[Evidence] = []
+    if state.exposure_ms and 0 <= state.exposure_ms - install_ms <= EXPOSURE_EPOCH_MS:
+        evidence.append(
+            Evidence(EvidenceKind.EXPOSURE_WITHDRAWN, "", state.device, state.arch, state.exposure_ms)
+        )
+        state.exposure_ms = 0
+    after_ms = catalog.boot_loop.after_install_ms
+    covered = [first_ms for first_ms in state.background_loops if 0 <= first_ms - install_ms <= after_ms]
+    if covered:
+        # Dropped from the list too: the install now keeps the loop out of `_background`.
+        state.background_loops = [first_ms for first_ms in state.background_loops if first_ms not in covered]
+        evidence += [
+            Evidence(EvidenceKind.BACKGROUND_LOOP_WITHDRAWN, "", state.device, state.arch, first_ms)
+            for first_ms in covered
+        ]
+    return evidence
 
 
 def _watching(state: DeviceState, catalog: Catalog) -> bool:

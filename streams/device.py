@@ -107,6 +107,7 @@ class DeviceState:
     reported: list[Reported] = field(default_factory=list)
     background_loops: list[int] = field(default_factory=list)  # first crash of each, reported
     exposure_epoch: int = -1  # last 72 h epoch reported as baseline exposure
+    exposure_ms: int = 0  # event time of that epoch's exposure fact (0: none sent, or withdrawn)
     fleet_ms: int = 0  # the fleet clock as last told to this device
     partition: int = 0  # the signals partition the device's records arrive on
 
@@ -134,6 +135,7 @@ class DeviceState:
                 "f": [[entry.kb, entry.status, entry.affected_ms] for entry in self.reported],
                 "g": self.background_loops,
                 "x": self.exposure_epoch,
+                "y": self.exposure_ms,
                 "k": self.fleet_ms,
                 "p": self.partition,
             }
@@ -159,6 +161,7 @@ class DeviceState:
             reported=[Reported(*entry) for entry in wire["f"]],  # 2 fields before 0.5
             background_loops=list(wire["g"]),
             exposure_epoch=wire["x"],
+            exposure_ms=wire.get("y", 0),  # not kept before 0.8.5: nothing to withdraw
             fleet_ms=wire["k"],
             partition=wire["p"],
         )

@@ -5,6 +5,13 @@ takeover, make a device agent say its devices' `affected` and `recovered`
 facts again (a crash may have lost them), and the fleet agent folds those as
 each device's status, so repeating one is harmless.
 
+Baseline facts (exposure, background loops) say a device had no install
+before them, which only holds for the installs known then: install reports
+come on their own topic, late or in bulk, and a restart can be read before the
+report of the install that caused it. A device agent that learns of such an
+install withdraws the baseline facts it covers, so the verdict does not depend
+on which topic was read first.
+
 Sent on `kbwatch-evidence` (one partition: KBs are few and the fleet verdict
 needs the baseline beside every KB), keyed by KB (`_baseline` for baseline
 facts). Each device agent also sends a `progress` marker after every fleet
@@ -33,7 +40,17 @@ class EvidenceKind(StrEnum):
     RELAPSED = "relapsed"  # affected again after recovering
     EXPOSURE = "exposure"  # a device-window of 72 h with no install before it (baseline)
     BACKGROUND_LOOP = "background_loop"  # a boot loop with no install before it (baseline)
+    # A late install report covers a baseline fact already sent: take it back.
+    EXPOSURE_WITHDRAWN = "exposure_withdrawn"
+    BACKGROUND_LOOP_WITHDRAWN = "background_loop_withdrawn"
     PROGRESS = "progress"  # not a fact: signals partition `partition` reached fleet time `time_ms`
+
+
+# A withdrawal names the fact it takes back: the same device and event time.
+WITHDRAWS = {
+    EvidenceKind.EXPOSURE_WITHDRAWN: EvidenceKind.EXPOSURE,
+    EvidenceKind.BACKGROUND_LOOP_WITHDRAWN: EvidenceKind.BACKGROUND_LOOP,
+}
 
 
 @dataclass(frozen=True, slots=True)

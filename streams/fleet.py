@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from streams import codec
 from streams.alerts import UNSET_TIME, Alert
 from streams.catalog import KNOWN_ISSUES, Catalog, RegressionRule
-from streams.evidence import BASELINE_KEY, PROGRESS_KEY, Evidence, EvidenceKind
+from streams.evidence import BASELINE_KEY, PROGRESS_KEY, WITHDRAWS, Evidence, EvidenceKind
 from streams.metrics import Metrics
 from streams.rules.regression import Verdict, baseline_rate, judge
 from streams.timeutil import HOUR_MS, to_rfc3339
@@ -292,7 +293,7 @@ class FleetEngine:
         self.states[HELD_INDEX_KEY] = codec.dumps(remaining)
         self.metrics.evidence_held.set(sum(count for _, count in remaining))
         alerts: list[Alert] = []
-        for fact in sorted(facts, key=Evidence.order):
+        for fact in sorted(_net(facts), key=Evidence.order):
             alerts += self._apply(fact)
         return alerts
 
@@ -312,8 +313,16 @@ class FleetEngine:
             return alerts
         baseline = self._baseline()
         hour = evidence.time_ms // HOUR_MS
-        counts = baseline.exposure if evidence.kind is EvidenceKind.EXPOSURE else baseline.loops
-        counts[hour] = counts.get(hour, 0) + 1
+        kind = WITHDRAWS.get(evidence.kind, evidence.kind)
+        counts = baseline.exposure if kind is EvidenceKind.EXPOSURE else baseline.loops
+        if evidence.kind in WITHDRAWS:
+            # Its fact was applied already (the install report came that late).
+            if counts.get(hour, 0) <= 1:
+                counts.pop(hour, None)
+            else:
+                counts[hour] -= 1
+        else:
+            counts[hour] = counts.get(hour, 0) + 1
         self.states[BASELINE_KEY] = baseline.to_wire()
         alerts = []
         for kb in self._kbs():
@@ -447,6 +456,40 @@ def _apply_kb(state: KbState, evidence: Evidence) -> bool:
         if undoes:
             state.recovered = max(0, state.recovered - 1)
     return True
+
+
+def _net(facts: list[Evidence]) -> list[Evidence]:
+    """The facts released together, less each withdrawn fact and its withdrawal.
+
+    A fact and its withdrawal share their event time, so both are held until
+    the same release when the install report came within the allowed lateness:
+    dropping the pair then leaves the verdict exactly as if the report had been
+    read first (replay's order). Applying one after the other instead would
+    judge the KBs in between, on a baseline that never was.
+    """
+    withdrawals = Counter(_withdrawn_key(fact) for fact in facts if fact.kind in WITHDRAWS)
+    if not withdrawals:
+        return facts
+    originals = Counter(_withdrawn_key(fact) for fact in facts if fact.kind in _WITHDRAWABLE)
+    pairs = {key: min(count, originals[key]) for key, count in withdrawals.items() if originals[key]}
+    dropped: dict[bool, Counter[tuple[EvidenceKind, str, int]]] = {True: Counter(), False: Counter()}
+    kept: list[Evidence] = []
+    for fact in facts:
+        key = _withdrawn_key(fact)
+        tally = dropped[fact.kind in WITHDRAWS]
+        if tally[key] < pairs.get(key, 0):
+            tally[key] += 1
+            continue
+        kept.append(fact)
+    return kept
+
+
+_WITHDRAWABLE = frozenset(WITHDRAWS.values())
+
+
+def _withdrawn_key(fact: Evidence) -> tuple[EvidenceKind, str, int]:
+    """What a fact and its withdrawal have in common: the fact's kind, device and time."""
+    return (WITHDRAWS.get(fact.kind, fact.kind), fact.device, fact.time_ms)
 
 
 def _affected_entry(state: KbState, device: str) -> tuple[int, str, str] | None:

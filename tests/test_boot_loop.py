@@ -191,3 +191,44 @@ def test_state_stays_small_and_bounded():
     assert len(firing(alerts)) == 1
     quiet, _ = run([install(T0), seen(T0 + HOUR_MS)])
     assert quiet is not None and len(quiet.to_wire()) < 400
+
+
+def evidence_of(signals: list[Signal]) -> list[tuple[EvidenceKind, int]]:
+    state: DeviceState | None = None
+    facts = []
+    for signal in signals:
+        result = apply(state, signal, Catalog())
+        state = result.state
+        facts += [(fact.kind, fact.time_ms) for fact in result.evidence]
+    return facts
+
+
+def test_an_install_report_read_after_the_loop_withdraws_the_baseline_facts_it_covers():
+    # Install reports come on their own topic: a loop can be read before the
+    # report of the install that caused it, and was then no update's fault.
+    signals = [seen(T0 + minutes(5)), *loop(T0 + minutes(20))]
+    before = evidence_of(signals)
+    assert (EvidenceKind.EXPOSURE, T0 + minutes(5)) in before
+    background = [time_ms for kind, time_ms in before if kind is EvidenceKind.BACKGROUND_LOOP]
+    assert len(background) == 1
+    after = evidence_of([*signals, install(T0)])[len(before) :]
+    assert (EvidenceKind.EXPOSURE_WITHDRAWN, T0 + minutes(5)) in after
+    assert (EvidenceKind.BACKGROUND_LOOP_WITHDRAWN, background[0]) in after
+    assert any(kind is EvidenceKind.AFFECTED for kind, _ in after)  # the loop is the update's now
+    # Read in event order, the same install withdraws nothing: there is nothing to take back.
+    in_order = evidence_of([install(T0), *signals])
+    assert not {EvidenceKind.EXPOSURE, EvidenceKind.BACKGROUND_LOOP} & {kind for kind, _ in in_order}
+
+
+def test_an_install_after_the_baseline_facts_withdraws_none_of_them():
+    signals = [seen(T0 + minutes(5)), *loop(T0 + minutes(20))]
+    later = evidence_of([*signals, install(T0 + 4 * HOUR_MS)])
+    assert not {EvidenceKind.EXPOSURE_WITHDRAWN, EvidenceKind.BACKGROUND_LOOP_WITHDRAWN} & {
+        kind for kind, _ in later
+    }
+
+
+def test_the_exposure_sent_is_kept_in_the_state_so_a_restarted_worker_can_withdraw_it():
+    state, _ = run([seen(T0 + minutes(5))])
+    assert state is not None and state.exposure_ms == T0 + minutes(5)
+    assert DeviceState.from_wire(state.to_wire()) == state

@@ -359,3 +359,36 @@ def test_a_relapse_whose_recovery_was_lost_takes_no_other_device_off_the_recover
     relapse = Evidence(EvidenceKind.RELAPSED, KB, still_failing.device, still_failing.arch, T0 + 20 * HOUR_MS)
     assert engine.process(relapse) == []
     assert _failing_and_affected(engine) == (1, 15)
+
+
+def late_baseline(withdrawn: int) -> list[Evidence]:
+    """A fleet looping at 3 % without updates, `withdrawn` of its loops taken back by late installs."""
+    baseline = [Evidence(EvidenceKind.EXPOSURE, "", f"b{i}", "x86_64", T0 - HOUR_MS) for i in range(2000)]
+    loops = [Evidence(EvidenceKind.BACKGROUND_LOOP, "", f"b{i}", "x86_64", T0 - HOUR_MS) for i in range(60)]
+    withdrawals = [
+        Evidence(EvidenceKind.BACKGROUND_LOOP_WITHDRAWN, "", fact.device, fact.arch, fact.time_ms)
+        for fact in loops[:withdrawn]
+    ]
+    return baseline + loops + withdrawals
+
+
+def test_baseline_facts_withdrawn_while_held_are_as_if_never_sent():
+    withdrawn, _ = run_fleet(late_baseline(60) + fleet_stream(300, 15))
+    never_sent, _ = run_fleet(late_baseline(0)[:2000] + fleet_stream(300, 15))
+    assert withdrawn.states["_baseline"] == never_sent.states["_baseline"]
+    sample = withdrawn.metrics.registry.get_sample_value
+    assert sample("kbwatch_evidence_total", {"kind": "background_loop"}) == 0  # neither was applied
+    assert sample("kbwatch_evidence_total", {"kind": "background_loop_withdrawn"}) == 0
+
+
+def test_a_withdrawal_after_its_fact_was_applied_takes_it_off_the_baseline():
+    # The background loops made 5 % no worse than usual; withdrawn late, they no longer excuse the KB.
+    engine = FleetEngine({}, Catalog(), Metrics.create())
+    facts = late_baseline(60)
+    for fact in facts[:2060]:
+        engine.process(fact)
+    assert engine.process(Evidence.progress(0, T0)) == []
+    alerts = [alert for fact in facts[2060:] + fleet_stream(300, 15) for alert in engine.process(fact)]
+    alerts += engine.process(Evidence.progress(0, 2**50))
+    assert [alert.status for alert in alerts] == ["firing"]
+    assert engine.metrics.registry.get_sample_value("kbwatch_evidence_late_total") == 60
