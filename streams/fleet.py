@@ -126,6 +126,20 @@ class BaselineState:
     exposure: dict[int, int] = field(default_factory=dict)
     loops: dict[int, int] = field(default_factory=dict)
 
+    def count(self, evidence: Evidence) -> None:
+        """Add a baseline fact to its hour, or take a withdrawn one off."""
+        hour = evidence.time_ms // HOUR_MS
+        kind = WITHDRAWS.get(evidence.kind, evidence.kind)
+        counts = self.exposure if kind is EvidenceKind.EXPOSURE else self.loops
+        if evidence.kind not in WITHDRAWS:
+            counts[hour] = counts.get(hour, 0) + 1
+        # A withdrawal whose fact was applied already (the install report came that late);
+        # an emptied hour goes, as if never counted.
+        elif counts.get(hour, 0) > 1:
+            counts[hour] -= 1
+        else:
+            counts.pop(hour, None)
+
     def rate_until(self, time_ms: int, rule: RegressionRule) -> float:
         hour = time_ms // HOUR_MS
         exposure = sum(count for h, count in self.exposure.items() if h <= hour)
@@ -300,29 +314,28 @@ class FleetEngine:
     def _apply(self, evidence: Evidence, late: bool = False) -> list[Alert]:
         """Apply one fact now; return the `UpdateRegression` state changes it caused."""
         self.metrics.evidence.labels(evidence.kind.value).inc()
-        state = self._kb(evidence.kb) if evidence.kb else None
-        if state is not None and not _apply_kb(state, evidence):
+        if evidence.kb:
+            return self._apply_to_kb(evidence, late)
+        if late:
+            self.metrics.evidence_late.inc()
+        return self._apply_to_baseline(evidence)
+
+    def _apply_to_kb(self, evidence: Evidence, late: bool) -> list[Alert]:
+        state = self._kb(evidence.kb)
+        if not _apply_kb(state, evidence):
             return []  # said again after a crash or a duplicate: not late, only repeated
         if late:
             self.metrics.evidence_late.inc()
-        if state is not None:
-            alerts = self._evaluate(state, self._baseline())
-            self.states[evidence.kb] = state.to_wire()
-            self._trim()
-            self._export()
-            return alerts
+        alerts = self._evaluate(state, self._baseline())
+        self.states[evidence.kb] = state.to_wire()
+        self._trim()
+        self._export()
+        return alerts
+
+    def _apply_to_baseline(self, evidence: Evidence) -> list[Alert]:
+        """A baseline fact moves every KB's comparison: judge again those with enough affected."""
         baseline = self._baseline()
-        hour = evidence.time_ms // HOUR_MS
-        kind = WITHDRAWS.get(evidence.kind, evidence.kind)
-        counts = baseline.exposure if kind is EvidenceKind.EXPOSURE else baseline.loops
-        if evidence.kind in WITHDRAWS:
-            # Its fact was applied already (the install report came that late).
-            if counts.get(hour, 0) <= 1:
-                counts.pop(hour, None)
-            else:
-                counts[hour] -= 1
-        else:
-            counts[hour] = counts.get(hour, 0) + 1
+        baseline.count(evidence)
         self.states[BASELINE_KEY] = baseline.to_wire()
         alerts = []
         for kb in self._kbs():
