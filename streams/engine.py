@@ -209,6 +209,7 @@ class Engine:
                 output.resent += resent
                 output.evidence += evidence
         self._said_again |= taken
+        self.metrics.alerts_resent.inc(len(output.resent))
         return output
 
     def sweep(self, partition: int | None = None) -> int:
@@ -285,6 +286,8 @@ class Engine:
             ).inc()
         for episode in result.new_boot_loops:
             self.metrics.boot_loops.labels(stop_code_label(episode.stop_code)).inc()
+        if result.resent:
+            self.metrics.alerts_resent.inc(len(result.resent))
         return Output(result.alerts, result.evidence, result.resent)
 
 

@@ -46,6 +46,7 @@ class Metrics:
     signals: Counter
     crash_boots: Counter
     alerts: Counter
+    alerts_resent: Counter
     dlq: Counter
     devices_tracked: Gauge
     devices_expired: Counter
@@ -95,6 +96,12 @@ class Metrics:
                 "kbwatch_alerts",
                 "Alert state changes sent to the alerts topic.",
                 ["alertname", "severity", "status"],
+                registry=registry,
+            ),
+            alerts_resent=Counter(
+                "kbwatch_alerts_resent",
+                "Alerts sent again as they stand, unchanged, where a crash may have lost them "
+                "(a duplicate record; the first tick after a start or takeover).",
                 registry=registry,
             ),
             dlq=Counter(

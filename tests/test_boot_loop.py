@@ -94,6 +94,7 @@ def test_a_record_delivered_again_after_the_page_sends_the_page_again():
     ]
     labels = {"alertname": "PostUpdateBootLoop", "severity": "critical", "status": "firing"}
     assert engine.metrics.registry.get_sample_value("kbwatch_alerts_total", labels) == 1  # not counted again
+    assert engine.metrics.registry.get_sample_value("kbwatch_alerts_resent_total") == 1  # but counted here
 
 
 def test_a_record_delivered_again_after_the_page_sends_the_fleet_its_fact_again():

@@ -155,3 +155,4 @@ def test_the_first_tick_after_a_restart_says_every_alert_and_fact_again_once():
     assert len(restarted.tick(T0 + 2 * HOUR_MS, partition=3).resent) == 1
     labels = {"alertname": "PostUpdateBootLoop", "severity": "critical", "status": "firing"}
     assert restarted.metrics.registry.get_sample_value("kbwatch_alerts_total", labels) == 0  # not counted
+    assert restarted.metrics.registry.get_sample_value("kbwatch_alerts_resent_total") == 2  # said twice
