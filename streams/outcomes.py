@@ -32,8 +32,7 @@ class Rejected:
     detail: str
 
 
-# Not frozen, for the same reason as `streams.signals.Signal`; never changed once built.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Seen:
     """A record no rule reads, but it tells how far the device's event time got.
 
