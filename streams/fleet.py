@@ -21,7 +21,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
-from collections import Counter
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -480,21 +479,13 @@ def _net(facts: list[Evidence]) -> list[Evidence]:
     read first (replay's order). Applying one after the other instead would
     judge the KBs in between, on a baseline that never was.
     """
-    withdrawals = Counter(_withdrawn_key(fact) for fact in facts if fact.kind in WITHDRAWS)
-    if not withdrawals:
+    withdrawn = {_withdrawn_key(fact) for fact in facts if fact.kind in WITHDRAWS}
+    if not withdrawn:
         return facts
-    originals = Counter(_withdrawn_key(fact) for fact in facts if fact.kind in _WITHDRAWABLE)
-    pairs = {key: min(count, originals[key]) for key, count in withdrawals.items() if originals[key]}
-    dropped: dict[bool, Counter[tuple[EvidenceKind, str, int]]] = {True: Counter(), False: Counter()}
-    kept: list[Evidence] = []
-    for fact in facts:
-        key = _withdrawn_key(fact)
-        tally = dropped[fact.kind in WITHDRAWS]
-        if tally[key] < pairs.get(key, 0):
-            tally[key] += 1
-            continue
-        kept.append(fact)
-    return kept
+    # A device sends each baseline fact once (and `_hold` keeps one copy of a fact
+    # sent again), so a key names at most one fact and one withdrawal here.
+    cancelled = withdrawn & {_withdrawn_key(fact) for fact in facts if fact.kind in _WITHDRAWABLE}
+    return [fact for fact in facts if _withdrawn_key(fact) not in cancelled]
 
 
 _WITHDRAWABLE = frozenset(WITHDRAWS.values())
