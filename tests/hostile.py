@@ -14,10 +14,13 @@ from tests.builders import T0
 _HOST = documents.Host(host_id="bad-host-0000", name="BAD-HOST")
 
 
-def hostile_messages(count: int = 2000, seed: int = 13) -> list[tuple[bytes, str | None]]:
-    """(payload, expected reason) pairs; reason None means accepted or irrelevant, never a DLQ."""
+def hostile_messages(count: int = 2000, seed: int = 13, start_ms: int = T0) -> list[tuple[bytes, str | None]]:
+    """(payload, expected reason) pairs; reason None means accepted or irrelevant, never a DLQ.
+
+    The accepted ones are noise from invented devices, one a second from `start_ms`.
+    """
     rng = random.Random(seed)
-    crash = documents.kernel_power_41(_HOST, T0, 1, 395)
+    crash = documents.kernel_power_41(_HOST, start_ms, 1, 395)
     makers = [
         lambda i: (b"\xff\xfe\x00 not json " + str(i).encode(), "not_json"),
         lambda i: (b'{"winlog": {"event_id": NaN}, "n": %d}' % i, "not_json"),
@@ -32,8 +35,8 @@ def hostile_messages(count: int = 2000, seed: int = 13) -> list[tuple[bytes, str
         lambda i: (_mutated(crash, i, ("@timestamp",), "1999-01-01T00:00:00Z"), "bad_timestamp"),
         lambda i: (_mutated(crash, i, ("host", "id"), f"evil\x07{i}"), "bad_device"),
         lambda i: (b'<!DOCTYPE x [<!ENTITY a "b">]><Event>&a;</Event>', "bad_value"),
-        lambda i: (_noise_from_invented_device(i), None),
-        lambda i: (codec.dumps(render(_invented_noise_document(i), InputFormat.NXLOG)), None),
+        lambda i: (codec.dumps(_invented_noise_document(i, start_ms)), None),
+        lambda i: (codec.dumps(render(_invented_noise_document(i, start_ms), InputFormat.NXLOG)), None),
     ]
     return [makers[rng.randrange(len(makers))](index) for index in range(count)]
 
@@ -51,10 +54,6 @@ def _mutated(document: dict[str, Any], index: int, path: tuple[str, ...], value:
     return codec.dumps(changed)
 
 
-def _invented_noise_document(index: int) -> dict[str, Any]:
+def _invented_noise_document(index: int, start_ms: int) -> dict[str, Any]:
     host = documents.Host(host_id=f"invented-{index}", name=f"INVENTED-{index}")
-    return documents.security_4624(host, T0 + index * 1000, index, "mallory")
-
-
-def _noise_from_invented_device(index: int) -> bytes:
-    return codec.dumps(_invented_noise_document(index))
+    return documents.security_4624(host, start_ms + index * 1000, index, "mallory")

@@ -30,9 +30,10 @@ from streams.metrics import Metrics
 from streams.sieve import Sieve, SieveResult, Source
 from streams.signals import SeenBatch, Signal, SignalKind, partition_of
 from streams.simulate import FleetPlan, SimRecord, spring_2025
-from streams.timeutil import wall_clock_ms
+from streams.timeutil import HOUR_MS, wall_clock_ms
 from streams.watermarks import Coverage
 from tests.builders import final_by_fingerprint, replayed_verdicts
+from tests.hostile import hostile_messages
 
 Partition = tuple[Source, int]
 
@@ -245,6 +246,28 @@ def test_several_sieves_one_behind_or_dying_end_with_the_alerts_of_replay(seed):
     stream, _ = spring_2025(FleetPlan(devices=160, seed=11, keyed=True))
     expected = replayed_verdicts(stream)
     live = Schedule(random.Random(seed), sieves=2, takeover=seed % 2 == 1).run(stream)
+    differing = {
+        fp: (live.get(fp), expected.get(fp))
+        for fp in set(live) | set(expected)
+        if live.get(fp) != expected.get(fp)
+    }
+    assert not differing, f"schedule {seed}: (live, replay) {differing}"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_hostile_flood_read_before_the_fleet_changes_no_alert(seed):
+    """Malformed records and invented devices' noise first, as the e2e hostile test sends them.
+
+    The noise is dated before the fleet's stream: dated weeks into it, it moves the
+    fleet clock there and the fleet's own records are late (README), and then some
+    schedules end otherwise than replay.
+    """
+    stream, _ = spring_2025(FleetPlan(devices=100, seed=99))
+    start_ms = min(record.time_ms for record in stream) - HOUR_MS
+    hostile = hostile_messages(2000, start_ms=start_ms)
+    flood = [SimRecord(0, Source.WINLOGBEAT, None, payload) for payload, _ in hostile]
+    expected = replayed_verdicts(stream)
+    live = Schedule(random.Random(seed)).run(flood + stream)
     differing = {
         fp: (live.get(fp), expected.get(fp))
         for fp in set(live) | set(expected)
