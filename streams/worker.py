@@ -25,6 +25,7 @@ from streams.fleet import FleetEngine
 from streams.ingest import Ingest, describe_partitions
 from streams.metrics import Metrics
 from streams.outcomes import Rejected, RejectReason
+from streams.rebalance_acks import guard_rebalance_skips
 from streams.settings import Settings
 from streams.signals import Signal, SignalKind
 
@@ -128,6 +129,9 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
 
     @app.on_partitions_assigned.connect
     async def log_takeover(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Before the first revocation that could skip a message: this runs at every
+        # assignment, and the first comes before any partition can be revoked.
+        guard_rebalance_skips(app)
         # The device and fleet agents' share after a rebalance: how a takeover shows in the log.
         assigned = args[0] if args else kwargs.get("assigned", ())
         log.info("agents: partitions assigned: %s", describe_partitions(assigned) or "none")
