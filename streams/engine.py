@@ -74,6 +74,9 @@ class Engine:
         self._partition_time: dict[int, int] = {}  # partition -> fleet time of its last tick
         self._inputs: dict[int, InputWatermarks] = {}  # partition -> what each sieve's ticks said
         self._said_again: set[int] = set()  # partitions whose devices' alerts and facts were sent again
+        # The signals partitions this worker's agent owns (None: all, as in replay). The
+        # table also holds standby copies of other workers' partitions, which may lag.
+        self._owned: set[int] | None = None
         self._tracked: int | None = None  # counted lazily: len() of a RocksDB table walks it
         # Each device's last stored encoding and the state it encodes: a device
         # named again soon (a `seen_many` names it several times) skips the decode.
@@ -184,8 +187,14 @@ class Engine:
         return output
 
     def taken_over(self, partitions: Iterable[int]) -> None:
-        """Partitions (re)assigned: their devices' alerts and facts go out again at their next tick."""
-        self._said_again.difference_update(partitions)
+        """The partitions now assigned: their devices' alerts and facts go out again at their next tick.
+
+        Only these: a standby copy of another worker's partition can be behind its
+        owner's, and sending its alerts again would bring back a resolved alert as
+        firing.
+        """
+        self._owned = set(partitions)
+        self._said_again.difference_update(self._owned)
 
     def _say_again(self) -> Output:
         """Every alert and fleet fact of the devices of partitions just taken, sent again once.
@@ -203,6 +212,8 @@ class Engine:
             state = _decoded(stored)
             if state is None or state.partition in self._said_again:
                 continue
+            if self._owned is not None and state.partition not in self._owned:
+                continue  # a standby copy: its owner says it
             taken.add(state.partition)
             if state.episodes or state.reported:
                 resent, evidence = said_so_far(state, self.catalog)

@@ -156,3 +156,20 @@ def test_the_first_tick_after_a_restart_says_every_alert_and_fact_again_once():
     labels = {"alertname": "PostUpdateBootLoop", "severity": "critical", "status": "firing"}
     assert restarted.metrics.registry.get_sample_value("kbwatch_alerts_total", labels) == 0  # not counted
     assert restarted.metrics.registry.get_sample_value("kbwatch_alerts_resent_total") == 2  # said twice
+
+
+def test_a_standby_copy_of_another_workers_partition_is_not_said_again():
+    """The table holds standby copies too; one behind its owner would bring back a resolved page."""
+    states: dict[str, bytes] = {}
+    first = Engine(states, Catalog(), Metrics.create())
+    signals = [install(T0)]
+    for index in range(3):
+        signals += crash_boot_signals(T0 + minutes(20 + 2 * index), 100 + index * 10)
+    for signal in signals:
+        first.process(signal, partition=3)
+
+    restarted = Engine(states, Catalog(), Metrics.create())
+    restarted.taken_over([1])  # partition 3 is another worker's; its states here are a standby copy
+    assert restarted.tick(T0 + HOUR_MS, partition=1).resent == []
+    restarted.taken_over([1, 3])
+    assert len(restarted.tick(T0 + HOUR_MS, partition=3).resent) == 1
