@@ -37,11 +37,13 @@ from streams import codec, documents
 from streams.catalog import Catalog
 from streams.demo import scrape, start_worker, stop_worker, wait_until_consuming
 from streams.engine import Engine
+from streams.formats.event import FieldError
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.signals import Signal, SignalKind
 from streams.simulate import FleetPlan, spring_2025
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time
+from streams.winlogbeat import device_key
 
 PEER_TIMEOUT_SECONDS = 300.0
 LOOK_SECONDS = 0.05  # how often the bench looks at a worker's metrics where timing starts and ends
@@ -61,6 +63,7 @@ class BenchPlan:
     skip_peers: bool = False
     store: str = "memory://"  # the worker's table store (KBWATCH_STORE)
     workers: int = 1  # above 1: also N workers in one group, for the scaling figure
+    keyed: bool = False  # key each record by its device, as several workers want (README)
 
 
 def progress(text: str) -> None:
@@ -77,6 +80,26 @@ def fleet_records(plan: BenchPlan) -> list[bytes]:
     return [record.value for record in stream]
 
 
+def device_keys(records: list[bytes]) -> list[bytes | None]:
+    """Each record's device, as kbwatch names it, for a keyed topic; None where it names none.
+
+    What a producer keying by `host.id` (Winlogbeat's `output.kafka.key`) gives:
+    each device's records on one partition.
+    """
+    keys: list[bytes | None] = []
+    for record in records:
+        device = ""
+        try:
+            document = codec.loads(record)
+            if isinstance(document, dict):
+                winlog = document.get("winlog")
+                device = device_key(document, winlog if isinstance(winlog, dict) else {})
+        except (codec.DecodeError, FieldError):
+            pass  # unkeyed, as such a record would come
+        keys.append(device.encode() if device else None)
+    return keys
+
+
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -89,13 +112,16 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
-async def produce(bootstrap: str, topic: str, records: list[bytes]) -> None:
+async def produce(
+    bootstrap: str, topic: str, records: list[bytes], keys: list[bytes | None] | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
     await producer.start()
     try:
         batch = []
-        for record in records:
-            batch.append(await producer.send(topic, value=record))
+        for index, record in enumerate(records):
+            key = keys[index] if keys is not None else None
+            batch.append(await producer.send(topic, value=record, key=key))
             if len(batch) >= 5_000:
                 await asyncio.gather(*batch)
                 batch = []
@@ -464,11 +490,13 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
     try:
         records = fleet_records(plan)
         topic = f"bench-{uuid.uuid4().hex[:8]}"
+        keying = "keyed by device" if plan.keyed else "unkeyed"
         progress(
-            f"producing {len(records):,} records to {topic} ({plan.partitions} partitions) on {bootstrap}"
+            f"producing {len(records):,} records to {topic} ({plan.partitions} partitions, {keying})"
+            f" on {bootstrap}"
         )
         asyncio.run(create_topic(bootstrap, topic, plan.partitions))
-        asyncio.run(produce(bootstrap, topic, records))
+        asyncio.run(produce(bootstrap, topic, records, device_keys(records) if plan.keyed else None))
         count = len(records)
         progress("ceiling: bare aiokafka getmany + orjson.loads")
         ceiling_rate = asyncio.run(ceiling(bootstrap, topic, count))
@@ -571,6 +599,7 @@ def _figures(
         "noise_per_hour": plan.noise_per_hour if not plan.input_file else None,
         "input": plan.input_file or "simulated",
         "partitions": plan.partitions,
+        "keyed": plan.keyed,
         "store": plan.store,
         "incidents": plan.incidents,
         "state_devices": plan.state_devices,

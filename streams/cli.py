@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--store", default="memory://", help="the worker's table store: memory:// or rocksdb:// (memory://)"
     )
+    bench.add_argument(
+        "--keyed",
+        action="store_true",
+        help="key each record by device (one partition per device; default unkeyed, as Winlogbeat ships)",
+    )
     bench.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
     bench.set_defaults(run=_run_bench)
 
@@ -292,6 +297,7 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         skip_peers=arguments.skip_peers,
         store=arguments.store,
         workers=arguments.workers,
+        keyed=arguments.keyed,
     )
     if plan.workers < 1:
         print("kbwatch bench: --workers must be at least 1", file=sys.stderr)

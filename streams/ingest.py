@@ -169,7 +169,10 @@ class Ingest:
         for partition in [tp for tp in self._read_to if tp not in assigned]:
             # Revoked: its new owner reads it again from the commit, and what this
             # sieve read of it must not be committed if it comes back.
-            self._held.pop(partition, None)
+            if self._held.pop(partition, None):
+                # A held `seen` was never sent, yet its bucket counts as sent: if the
+                # partition comes back here, that record must not be judged a repeat.
+                self.sieve.forget_seen()
             del self._read_to[partition]
         released: list[tuple[Any, Sifting]] = []
         noise: Counter[tuple[Source, Sifted]] = Counter()

@@ -32,7 +32,8 @@ class Rejected:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as `streams.signals.Signal`; never changed once built.
+@dataclass(slots=True)
 class Seen:
     """A record no rule reads, but it tells how far the device's event time got.
 

@@ -7,7 +7,9 @@ matter are parsed whole. Only one irrelevant record per device per ten minutes o
 event time goes on as a `seen` signal (the device's clock for resolving
 alerts). Stateless apart from that throttle, which may be forgotten at any
 time without changing a verdict: `seen` times are floored to the ten minutes,
-so whichever record of those ten minutes gets through says the same.
+so whichever record of those ten minutes gets through says the same. The
+throttle remembers hours of each device's buckets (`streams.seen_buckets`),
+because an unkeyed input's partitions are read hours apart in event time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from streams.formats.detect import (
 )
 from streams.formats.event import FieldError
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
+from streams.seen_buckets import SeenBuckets
 from streams.signals import Signal, SignalKind
 from streams.timeutil import MINUTE_MS, BadTimestamp, parse_event_time, wall_clock_ms
 from streams.winlogbeat import device_key_of
@@ -38,7 +41,6 @@ from streams.winlogbeat import device_key_of
 log = logging.getLogger(__name__)
 
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
-_SEEN_PREFIX = len("2025-04-09T09:4")  # ten minutes, as text
 _MAX_TRACKED_DEVICES = 500_000
 _WINLOG_KEY = b'"winlog"'
 
@@ -59,7 +61,8 @@ class Sifted(StrEnum):
     REJECTED = "rejected"  # to the dead-letter topic
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as `Signal`; never changed once built.
+@dataclass(slots=True)
 class SieveResult:
     """`signal` is set for RELEVANT and SEEN, `rejected` for REJECTED."""
 
@@ -92,7 +95,7 @@ class Sieve:
         self._max_message_bytes = max_message_bytes
         self._clock = clock
         self._decoding = decoding or Decoding()
-        self._seen_bucket: dict[str, str] = {}
+        self._sent = SeenBuckets()
         self._device_of_id: dict[str, str] = {}  # `host.id` -> its checked device key
         self._peeker = codec.Peeker()
         # Asked of every message: decided once.
@@ -104,7 +107,7 @@ class Sieve:
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
-        self._seen_bucket.clear()
+        self._sent.forget()
 
     def sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
         """Classify one message's value bytes: one result per record it holds.
@@ -192,7 +195,7 @@ class Sieve:
                 self._device_of_id[host_id] = device
         if type(stamp) is not str or not device:
             return WINLOGBEAT_NOISE
-        if self._seen_bucket.get(device) == stamp[:_SEEN_PREFIX]:
+        if self._sent.sent(device, stamp):
             return WINLOGBEAT_NOISE
         name = host.get("name") if host is not None else None
         if not isinstance(name, str):
@@ -216,17 +219,13 @@ class Sieve:
         return SieveResult(Sifted.REJECTED, rejected=outcome)
 
     def _seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
-        bucket = seen.stamp[:_SEEN_PREFIX]
-        if self._seen_bucket.get(seen.device) == bucket:
+        if self._sent.sent(seen.device, seen.stamp):
             return WINLOGBEAT_NOISE if input_format else _IRRELEVANT
         try:
             time_ms = parse_event_time(seen.stamp, now_ms)
         except BadTimestamp as error:
             return replace(_reject(RejectReason.BAD_TIMESTAMP, str(error)), input_format=input_format)
-        if len(self._seen_bucket) >= _MAX_TRACKED_DEVICES:
-            # Forgetting only lets a few extra `seen` signals through.
-            self._seen_bucket.clear()
-        self._seen_bucket[seen.device] = bucket
+        self._sent.mark(seen.device, seen.stamp)
         floored = time_ms - time_ms % SEEN_GRANULARITY_MS
         signal = Signal(device=seen.device, kind=SignalKind.SEEN, time_ms=floored, host=seen.host)
         return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms, input_format=input_format)

@@ -37,7 +37,10 @@ class SignalKind(StrEnum):
     TICK = "tick"  # not about a device: the fleet's event time (watermark) is t
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, but never changed once built (`dataclasses.replace` makes a new one): a
+# frozen dataclass sets each of its 13 fields through `object.__setattr__`, 1.7 µs a
+# Signal against 0.5 µs, and a worker builds two for every `seen` (README, Performance).
+@dataclass(slots=True)
 class Signal:
     """One normalised fact. `time_ms` is the record's event time (UTC epoch ms)."""
 

@@ -39,3 +39,15 @@ def test_the_bench_looks_often_where_the_clock_starts_and_stops_and_rarely_betwe
     # About to finish, or finished: every 50 ms again.
     assert _next_look_in(started, 102.0, 100_000, 1_000) == LOOK_SECONDS
     assert _next_look_in(started, 102.0, 100_000, 0) == LOOK_SECONDS
+
+
+def test_a_keyed_bench_topic_keys_each_record_by_the_device_kbwatch_names():
+    from streams import codec, documents
+    from streams.bench import device_keys
+    from tests.builders import DEVICE, HOST, T0
+
+    named = codec.dumps(documents.security_4624(HOST, T0, 1, "alice"))
+    by_name = codec.loads(named)
+    del by_name["host"]["id"]
+    records = [named, codec.dumps(by_name), b"not json", b"[1, 2]", codec.dumps({"winlog": {}})]
+    assert device_keys(records) == [DEVICE.encode(), HOST.name.lower().encode(), None, None, None]

@@ -321,3 +321,22 @@ def test_a_device_named_by_host_id_is_the_same_device_from_a_warm_sieve():
                 expected.signal,
                 expected.rejected,
             )
+
+
+def test_a_device_read_partition_by_partition_hours_apart_passes_each_bucket_once():
+    # Winlogbeat ships unkeyed: one device's records sit on every input partition,
+    # and the consumer reads a partition's batch, then another's, hours behind it.
+    documents_by_partition: list[list[bytes]] = [[], [], []]
+    for record in range(6 * 60):  # one record a minute for six hours, dealt round the partitions
+        document = documents.security_4624(HOST, T0 + record * 60_000, record, "alice")
+        documents_by_partition[record % 3].append(codec.dumps(document))
+    the_sieve = sieve()
+    seen_times = [
+        result.signal.time_ms
+        for partition in documents_by_partition
+        for payload in partition
+        for result in the_sieve.sift(Source.WINLOGBEAT, payload)
+        if result.sifted is Sifted.SEEN and result.signal is not None
+    ]
+    assert sorted(seen_times) == sorted(set(seen_times))
+    assert len(seen_times) == len({(T0 + minute * 60_000) // SEEN_GRANULARITY_MS for minute in range(360)})
