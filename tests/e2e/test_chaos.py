@@ -16,6 +16,7 @@ batch (`KBWATCH_PRODUCER_MAX_BATCH_BYTES=1`, see the README).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -30,6 +31,7 @@ import pytest
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import start_worker, stop_worker, wait_until_consuming
 from streams.settings import Settings
+from streams.signals import Signal
 from streams.simulate import FleetPlan, SimRecord, produce_fleet, spring_2025
 from streams.topics import ensure_topics
 from tests.builders import final_by_fingerprint, replayed_verdicts
@@ -40,7 +42,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(600)]
 WORKERS = 2
 KILLS = 3
 LOAD_SECONDS = 75.0  # the stream is produced evenly over this long
-SEED = random.SystemRandom().randrange(10_000)  # printed, so a failure can be replayed
+# Printed, so that a failure's kill schedule can be run again: KBWATCH_CHAOS_SEED=<seed>.
+SEED = int(os.environ.get("KBWATCH_CHAOS_SEED") or random.SystemRandom().randrange(10_000))
 
 
 class Fleet:
@@ -87,6 +90,20 @@ def produce_evenly(
         asyncio.run(produce_fleet(FleetPlan(), settings, stream[index * size : (index + 1) * size]))
         time.sleep(max(0.0, started + (index + 1) * seconds / slices - time.monotonic()))
     done.set()
+
+
+def print_signals_of(settings: Settings, devices: set[str]) -> None:
+    """Print every signal on the signals topic about `devices`, as the device agents got them."""
+    if not devices:
+        return
+    messages = asyncio.run(
+        consume_until(settings, settings.signals_topic, lambda _: False, timeout=20, strict=False)
+    )
+    for message in messages:
+        for signal in Signal.from_wire(message.value).expand():
+            if signal.device in devices:
+                where = f"p{message.partition}@{message.offset}"
+                print(f"signal {where}: {signal.device} {signal.kind} {signal.time_ms}")
 
 
 def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
@@ -148,32 +165,40 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
     resent = sum(count - 1 for count in Counter((a["fingerprint"], a["status"]) for a in alerts).values())
     print(f"{len(alerts)} alert messages for {len(final)} alerts; re-sent: {resent}")
 
-    # Exactly one firing fingerprint per incident, and each incident is there.
-    firing: dict[tuple[str, str], set[str]] = {}
-    for alert in alerts:
-        if alert["status"] == "firing":
-            labels = alert["labels"]
-            subject = labels.get("device") or labels["kb"]
-            firing.setdefault((labels["alertname"], subject), set()).add(alert["fingerprint"])
-    incidents = {(alertname, device) for device, (alertname, _kb) in expectation.alerts.items()}
-    assert incidents <= set(firing), f"missed: {incidents - set(firing)}"
-    several = {incident: prints for incident, prints in firing.items() if len(prints) > 1}
-    assert not several, f"incidents with more than one firing fingerprint: {several}"
-    assert {kb for name, kb in firing if name == "UpdateRegression"} <= expectation.bad_kbs
+    try:
+        # Exactly one firing fingerprint per incident, and each incident is there.
+        firing: dict[tuple[str, str], set[str]] = {}
+        for alert in alerts:
+            if alert["status"] == "firing":
+                labels = alert["labels"]
+                subject = labels.get("device") or labels["kb"]
+                firing.setdefault((labels["alertname"], subject), set()).add(alert["fingerprint"])
+        incidents = {(alertname, device) for device, (alertname, _kb) in expectation.alerts.items()}
+        assert incidents <= set(firing), f"missed: {incidents - set(firing)}"
+        several = {incident: prints for incident, prints in firing.items() if len(prints) > 1}
+        assert not several, f"incidents with more than one firing fingerprint: {several}"
+        assert {kb for name, kb in firing if name == "UpdateRegression"} <= expectation.bad_kbs
 
-    # The final word on every alert is replay's.
-    labels_of = {alert["fingerprint"]: alert["labels"] for alert in alerts}
-    differing = {
-        fingerprint: (labels_of.get(fingerprint), final.get(fingerprint), expected.get(fingerprint))
-        for fingerprint in set(final) | set(expected)
-        if final.get(fingerprint) != expected.get(fingerprint)
-    }
-    assert not differing, f"(labels, live, replay): {differing}"
+        # The final word on every alert is replay's.
+        labels_of = {alert["fingerprint"]: alert["labels"] for alert in alerts}
+        differing = {
+            fingerprint: (labels_of.get(fingerprint), final.get(fingerprint), expected.get(fingerprint))
+            for fingerprint in set(final) | set(expected)
+            if final.get(fingerprint) != expected.get(fingerprint)
+        }
+        assert not differing, f"(labels, live, replay): {differing}"
 
-    # The survivors took the partitions over: every kill of another worker rebalanced the group.
-    for number in range(WORKERS):
-        log = fleet.log_text(number)
-        others_killed = sum(1 for _, victim in kills if victim != number)
-        assert log.count("sieve: partitions assigned") >= 1 + others_killed, log[-3000:]
-        assert "agents: partitions assigned" in log
+        # The survivors took the partitions over: every kill of another worker rebalanced the group.
+        for number in range(WORKERS):
+            log = fleet.log_text(number)
+            others_killed = sum(1 for _, victim in kills if victim != number)
+            assert log.count("sieve: partitions assigned") >= 1 + others_killed, log[-3000:]
+            assert "agents: partitions assigned" in log
+    except AssertionError:
+        # A failure in CI leaves nothing else behind: what the workers said and the
+        # signals of the devices concerned are the leads.
+        for number in range(WORKERS):
+            print(f"--- worker {number}\n{fleet.log_text(number)[-6000:]}")
+        print_signals_of(settings, {device for _, device in incidents - set(firing)})
+        raise
     assert all(code in (0, -15) for code in codes), codes
