@@ -119,8 +119,7 @@ async def produce(
     await producer.start()
     try:
         batch = []
-        for index, record in enumerate(records):
-            key = keys[index] if keys is not None else None
+        for record, key in zip(records, keys or [None] * len(records), strict=True):
             batch.append(await producer.send(topic, value=record, key=key))
             if len(batch) >= 5_000:
                 await asyncio.gather(*batch)

@@ -202,7 +202,7 @@ class Sieve:
             name = winlog.get("computer_name")
         seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)
         # The clock only now: four records in five never need it.
-        return self._seen(seen, self._clock(), InputFormat.WINLOGBEAT.value)
+        return self._new_seen(seen, self._clock(), InputFormat.WINLOGBEAT.value)
 
     def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
         label = found.value if found is not None else ""
@@ -218,9 +218,13 @@ class Sieve:
             return _IRRELEVANT
         return SieveResult(Sifted.REJECTED, rejected=outcome)
 
-    def _seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
+    def _seen(self, seen: Seen, now_ms: int) -> SieveResult:
         if self._sent.sent(seen.device, seen.stamp):
-            return WINLOGBEAT_NOISE if input_format else _IRRELEVANT
+            return _IRRELEVANT
+        return self._new_seen(seen, now_ms)
+
+    def _new_seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
+        """A `seen` whose bucket has not been sent: the signal, and the bucket remembered."""
         try:
             time_ms = parse_event_time(seen.stamp, now_ms)
         except BadTimestamp as error:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from streams.bench import LOOK_SECONDS, MAX_LOOK_SECONDS, _cpu_line, _cpu_seconds, _next_look_in
+from streams import codec, documents
+from streams.bench import LOOK_SECONDS, MAX_LOOK_SECONDS, _cpu_line, _cpu_seconds, _next_look_in, device_keys
+from tests.builders import DEVICE, HOST, T0
 
 
 def test_a_process_cpu_time_grows_while_it_works_and_is_zero_when_unreadable():
@@ -42,10 +44,6 @@ def test_the_bench_looks_often_where_the_clock_starts_and_stops_and_rarely_betwe
 
 
 def test_a_keyed_bench_topic_keys_each_record_by_the_device_kbwatch_names():
-    from streams import codec, documents
-    from streams.bench import device_keys
-    from tests.builders import DEVICE, HOST, T0
-
     named = codec.dumps(documents.security_4624(HOST, T0, 1, "alice"))
     by_name = codec.loads(named)
     del by_name["host"]["id"]
