@@ -122,6 +122,9 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
             return None
     if time_ms > state.newest_ms and _ages_out(state, time_ms, catalog):
         return None
+    if time_ms <= state.newest_ms and _notes_nothing(state, signal):
+        # A repeat, or an older bucket read after a newer one: no copy to make.
+        return Result(state, [], Applied.SEEN)
     # Spelled out, not `dataclasses.replace`, which costs as much as the rest of this.
     current = DeviceState(
         device=state.device,
@@ -144,6 +147,22 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
     )
     _note_device(current, signal)  # scalars only: the shared lists stay as they were
     return Result(current, [], Applied.SEEN)
+
+
+def _notes_nothing(state: DeviceState, signal: Signal) -> bool:
+    """Whether `_note_device` would leave a state as it is, for a signal no newer than it."""
+    if signal.time_ms < state.newest_ms:  # an older record only fills in what is missing
+        return (
+            (bool(state.host) or not signal.host)
+            and (bool(state.arch) or not signal.arch)
+            and (bool(state.build) or not signal.build)
+        )
+    # As new as the state: its names replace the state's.
+    return (
+        signal.host in ("", state.host)
+        and signal.arch in ("", state.arch)
+        and signal.build in ("", state.build)
+    )
 
 
 def _ages_out(state: DeviceState, newest_ms: int, catalog: Catalog) -> bool:

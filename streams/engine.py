@@ -81,6 +81,8 @@ class Engine:
         # Each device's last stored encoding and the state it encodes: a device
         # named again soon (a `seen_many` names it several times) skips the decode.
         self._recent: dict[str, tuple[bytes, DeviceState]] = {}
+        # Inside `process_many`: each device's newest state, encoded and written once at the end.
+        self._unwritten: dict[str, DeviceState] | None = None
         self._signal_counters: dict[tuple[SignalKind, str], Any] = {}
 
     def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:
@@ -97,6 +99,9 @@ class Engine:
 
     def process(self, signal: Signal, partition: int = 0) -> Output:
         """Apply one device signal; return the alerts and evidence it caused."""
+        unwritten = self._unwritten.get(signal.device) if self._unwritten is not None else None
+        if unwritten is not None:
+            return self._apply(signal, partition, unwritten, new_device=False)
         stored = self.states.get(signal.device)
         if stored is None and (signal.kind is SignalKind.SEEN or self._full()):
             # A device known only from noise needs no state: nothing of it can
@@ -105,7 +110,10 @@ class Engine:
             outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
             self._signal_counter(signal.kind, outcome).inc()
             return Output()
-        state = self._state_of(signal.device, stored)
+        return self._apply(signal, partition, self._state_of(signal.device, stored), stored is None)
+
+    def _apply(self, signal: Signal, partition: int, state: DeviceState | None, new_device: bool) -> Output:
+        """`process` once the device's state is known (None: none, or one that could not be read)."""
         if state is not None and is_expired(state, signal.time_ms, self.catalog):
             # As if swept: whether the sweep got to it first depends on timing,
             # and what a record finds must depend on event time alone.
@@ -118,7 +126,7 @@ class Engine:
             state.partition = partition
         result = apply(state, signal, self.catalog)
         result.state.partition = partition
-        self._store(result, stored is None)
+        self._store(result, new_device)
         self._signal_counter(signal.kind, result.applied.value).inc()
         if result.new_crash_boots:
             self.metrics.crash_boots.inc(result.new_crash_boots)
@@ -130,16 +138,22 @@ class Engine:
         A `seen_many` names a device as often as the batch held its ten-minute
         buckets, and every table write is a changelog record: through a
         write-back view the states and watches change exactly as with one
-        `process` per signal, for one write per device.
+        `process` per signal, for one write per device. Each device's state is
+        also encoded once, at the end, not after every signal: the next signal
+        of the device takes the state as it was left.
         """
         states, watches = self.states, self.watches
         staged_states, staged_watches = WriteBack(states), WriteBack(watches)
         self.states, self.watches = staged_states, staged_watches
+        self._unwritten = {}
         output = Output()
         try:
             for signal in signals:
                 output.extend(self.process(signal, partition))
         finally:
+            unwritten, self._unwritten = self._unwritten, None
+            for state in unwritten.values():
+                self._write(state)
             self.states, self.watches = states, watches
             staged_states.flush()
             staged_watches.flush()
@@ -242,7 +256,9 @@ class Engine:
 
     def _forget(self, devices: list[str]) -> None:
         for device in devices:
-            del self.states[device]
+            if self._unwritten is not None:
+                self._unwritten.pop(device, None)
+            self.states.pop(device, None)  # absent if it came to be within this `process_many`
             self.watches.pop(device, None)
         self.metrics.devices_expired.inc(len(devices))
         if self._tracked is not None:
@@ -273,14 +289,21 @@ class Engine:
 
     def _store(self, result: Result, new_device: bool) -> None:
         state = result.state
+        if new_device and self._tracked is not None:
+            self._tracked += 1
+            self.metrics.devices_tracked.inc()
+        if self._unwritten is not None:
+            self._unwritten[state.device] = state  # written by `process_many`, once
+        else:
+            self._write(state)
+
+    def _write(self, state: DeviceState) -> None:
+        """Encode a device's state into the table and its silence watch into the watches."""
         encoded = state.to_wire()
         self.states[state.device] = encoded
         if len(self._recent) >= RECENT_STATES:
             self._recent.clear()
         self._recent[state.device] = (encoded, state)
-        if new_device and self._tracked is not None:
-            self._tracked += 1
-            self.metrics.devices_tracked.inc()
         deadline = silence_deadline(state, self.catalog)
         watched = self.watches.get(state.device)
         if deadline:

@@ -256,3 +256,17 @@ def test_the_quick_path_declines_exactly_what_it_cannot_do(history, late, quick)
     shortcut = _clock_only(state, signal, Catalog())
     assert (shortcut is not None) == quick
     assert apply(state, signal, Catalog()) == fold(state, signal, Catalog())
+
+
+def test_a_seen_that_notes_nothing_new_leaves_the_state_as_it_is():
+    state = replace(_folded([install(T0), seen(T0 + HOUR_MS)]), host="PC-00042")
+    again = replace(seen(T0 + HOUR_MS), host="PC-00042")
+    older = replace(seen(T0 + 30 * MINUTE_MS), host="PC-OLDER")  # an older name is not taken
+    renamed = replace(seen(T0 + HOUR_MS), host="PC-RENAMED")  # a name as new as the state's is
+    for signal in (again, older):
+        shortcut = _clock_only(state, signal, Catalog())
+        assert shortcut is not None and shortcut.state is state
+        assert shortcut == fold(state, signal, Catalog())
+    shortcut = _clock_only(state, renamed, Catalog())
+    assert shortcut is not None and shortcut.state is not state
+    assert shortcut.state.host == "PC-RENAMED" == fold(state, renamed, Catalog()).state.host
