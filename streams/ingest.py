@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -25,7 +26,7 @@ from streams.metrics import Metrics
 from streams.outcomes import Rejected
 from streams.security import aiokafka_options
 from streams.settings import Settings
-from streams.sieve import WINLOGBEAT_NOISE, Sieve, SieveResult, Sifted, Source
+from streams.sieve import ONLY_WINLOGBEAT_NOISE, Sieve, SieveResult, Sifted, Source
 from streams.signals import SeenBatch, Signal, SignalKind
 from streams.timeutil import wall_clock_ms
 from streams.watermarks import Coverage
@@ -39,7 +40,7 @@ QUIET_FLUSH_MS = 2_000
 RETRY_FIRST_SECONDS = 1.0  # after a broker error; doubles up to RETRY_MAX_SECONDS
 RETRY_MAX_SECONDS = 30.0
 
-Sifting = Timed[tuple[Any, list[SieveResult]]]
+Sifting = Timed[tuple[Any, Sequence[SieveResult]]]
 
 
 class Ingest:
@@ -184,7 +185,7 @@ class Ingest:
             records: list[Sifting] = []
             for message in messages:
                 results = sift(source, message.value)
-                if results[0] is WINLOGBEAT_NOISE and len(results) == 1:
+                if results is ONLY_WINLOGBEAT_NOISE:
                     # Most records: nothing to send, hold or order; only counted.
                     noise[source, Sifted.IRRELEVANT] += 1
                 else:
@@ -321,7 +322,7 @@ class Ingest:
         self._idle_announced = assigned
 
     @staticmethod
-    def _timed(message: Any, results: list[SieveResult]) -> Sifting:
+    def _timed(message: Any, results: Sequence[SieveResult]) -> Sifting:
         # Nearly every message holds one record: spare it the generator.
         event_ms = results[0].event_ms if len(results) == 1 else max(result.event_ms for result in results)
         return Timed(message.offset, event_ms, (message, results))

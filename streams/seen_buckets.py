@@ -49,7 +49,10 @@ class SeenBuckets:
         prefix = stamp[:PREFIX]
         if prefix == memory[0]:
             return True
-        number = self._number(prefix)
+        # A known prefix without the method call: the path of a stream read out of order.
+        number = self._numbers.get(prefix, -1)
+        if number == -1:
+            number = self._number(prefix)
         if number is None:
             return False
         bits = memory[1]

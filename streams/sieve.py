@@ -15,10 +15,10 @@ because an unkeyed input's partitions are read hours apart in event time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from streams import codec
 from streams.catalog import RELEVANT_EVENTS
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 SEEN_GRANULARITY_MS = 10 * MINUTE_MS
 _MAX_TRACKED_DEVICES = 500_000
 _WINLOG_KEY = b'"winlog"'
+# Bounds on the memory of noise event ids: a stream that invents providers or
+# ids only costs the checks again, never memory.
+_MAX_NOISE_PROVIDERS = 10_000
+_MAX_NOISE_IDS_PER_PROVIDER = 1_000
 
 
 class Source(StrEnum):
@@ -74,8 +78,11 @@ class SieveResult:
 
 
 _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
-# Nine Winlogbeat records in ten: one shared object, so the consumer loop knows it by identity.
+# Four Winlogbeat records in five: one shared result, and one shared sequence of it,
+# so the consumer loop knows such a record by identity.
 WINLOGBEAT_NOISE = SieveResult(Sifted.IRRELEVANT, input_format="winlogbeat")
+ONLY_WINLOGBEAT_NOISE: tuple[SieveResult] = (WINLOGBEAT_NOISE,)
+_WINLOGBEAT = InputFormat.WINLOGBEAT.value  # read once: an enum member's value is a descriptor call
 
 # provider -> the event ids the rules read, as Winlogbeat writes them (7.x numbers, 8.x strings).
 RELEVANT_IDS: dict[str, frozenset[int | str]] = {}
@@ -104,13 +111,19 @@ class Sieve:
         self._xml_sniffed = forced is InputFormat.AUTO
         self._lazy_noise = forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT)
         self._winlogbeat_last = True  # whether the last lazy read found a `winlog` object
+        # provider -> event ids already judged valid and read by no rule. A cache of the
+        # pure `_is_noise_id`: one set lookup instead of the checks, for most records.
+        self._noise_ids: dict[str, set[str | int]] = {}
 
     def forget_seen(self) -> None:
         """Forget which `seen` signals went out: they are sent again (after a rewind)."""
         self._sent.forget()
 
-    def sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
+    def sift(self, source: Source, payload: bytes | None) -> Sequence[SieveResult]:
         """Classify one message's value bytes: one result per record it holds.
+
+        A Winlogbeat record no rule reads comes back as `ONLY_WINLOGBEAT_NOISE`, always
+        the same object.
 
         Never raises: a message that trips an unforeseen bug is dead-lettered
         with the error, so one bad message cannot stop the stream.
@@ -121,13 +134,14 @@ class Sieve:
             log.exception("a message could not be sifted; it goes to the dead-letter topic")
             return [_reject(RejectReason.BAD_VALUE, f"unexpected {type(error).__name__}: {error}"[:200])]
 
-    def _sift(self, source: Source, payload: bytes | None) -> list[SieveResult]:
+    def _sift(self, source: Source, payload: bytes | None) -> Sequence[SieveResult]:
         if payload is None:
             return [_reject(RejectReason.NOT_JSON, "message has no value")]
         if len(payload) > self._max_message_bytes:
             return [_reject(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {self._max_message_bytes}")]
         if source is Source.WINLOGBEAT:
-            if self._xml_always or (self._xml_sniffed and looks_like_xml(payload)):
+            # Nearly every record opens with `{`: no need to sniff it for XML.
+            if self._xml_always or (self._xml_sniffed and payload[:1] != b"{" and looks_like_xml(payload)):
                 now_ms = self._clock()
                 return self._results(InputFormat.XML, decode_xml(payload, now_ms), now_ms)
             # A topic carries one collector's records as a rule. After a record of
@@ -136,6 +150,8 @@ class Sieve:
             # parse decides); after a Winlogbeat record, spare the search.
             if self._lazy_noise and (self._winlogbeat_last or _WINLOG_KEY in payload):
                 noise = self._winlogbeat_noise(payload)
+                if noise is WINLOGBEAT_NOISE:
+                    return ONLY_WINLOGBEAT_NOISE
                 if noise is not None:
                     return [noise]
         now_ms = self._clock()
@@ -166,14 +182,16 @@ class Sieve:
             return None
         self._winlogbeat_last = True
         provider, raw_id = winlog.get("provider_name"), winlog.get("event_id")
-        valid_id = (
-            type(raw_id) is str and raw_id.isdecimal() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF
-        ) or (type(raw_id) is int and 0 <= raw_id <= 0xFFFF)
-        if not valid_id or type(provider) is not str:
+        if type(provider) is not str:
             return None
-        event_ids = RELEVANT_IDS.get(provider)
-        if event_ids is not None and raw_id in event_ids:
-            return None
+        noise_ids = self._noise_ids.get(provider)
+        # Only a `str` or an `int` is looked up: `True == 1` and `4624.0 == 4624`, and
+        # the full parse judges those apart from the id they equal.
+        id_type = type(raw_id)
+        if noise_ids is None or (id_type is not str and id_type is not int) or raw_id not in noise_ids:
+            if not _is_noise_id(raw_id, provider):
+                return None
+            self._remember_noise_id(provider, raw_id, noise_ids)
         stamp = document.get("@timestamp")
         if type(stamp) is not str:
             stamp = winlog.get("time_created")
@@ -202,7 +220,15 @@ class Sieve:
             name = winlog.get("computer_name")
         seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)
         # The clock only now: four records in five never need it.
-        return self._new_seen(seen, self._clock(), InputFormat.WINLOGBEAT.value)
+        return self._new_seen(seen, self._clock(), _WINLOGBEAT)
+
+    def _remember_noise_id(self, provider: str, raw_id: str | int, noise_ids: set[str | int] | None) -> None:
+        if noise_ids is None:
+            if len(self._noise_ids) >= _MAX_NOISE_PROVIDERS:
+                return
+            noise_ids = self._noise_ids[provider] = set()
+        if len(noise_ids) < _MAX_NOISE_IDS_PER_PROVIDER:
+            noise_ids.add(raw_id)
 
     def _results(self, found: InputFormat | None, outcomes: list[Outcome], now_ms: int) -> list[SieveResult]:
         label = found.value if found is not None else ""
@@ -233,6 +259,17 @@ class Sieve:
         floored = time_ms - time_ms % SEEN_GRANULARITY_MS
         signal = Signal(device=seen.device, kind=SignalKind.SEEN, time_ms=floored, host=seen.host)
         return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms, input_format=input_format)
+
+
+def _is_noise_id(raw_id: object, provider: str) -> TypeGuard[str | int]:
+    """Whether `raw_id` is a valid event id (0-65535, a number or its digits) no rule reads."""
+    valid = (type(raw_id) is str and raw_id.isdecimal() and len(raw_id) <= 5 and int(raw_id) <= 0xFFFF) or (
+        type(raw_id) is int and 0 <= raw_id <= 0xFFFF
+    )
+    if not valid:
+        return False
+    event_ids = RELEVANT_IDS.get(provider)
+    return event_ids is None or raw_id not in event_ids
 
 
 def _reject(reason: RejectReason, detail: str) -> SieveResult:

@@ -15,6 +15,7 @@ import bisect
 import itertools
 import random
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ class SieveTurns:
     owned: list[Partition]
     clock: FleetClock = field(default_factory=lambda: FleetClock(Catalog().silence.allowed_lateness_ms))
     sieve: Sieve = field(default_factory=lambda: Sieve(1 << 20))
-    held: dict[Partition, list[Timed[list[SieveResult]]]] = field(default_factory=dict)
+    held: dict[Partition, list[Timed[Sequence[SieveResult]]]] = field(default_factory=dict)
     partition_time: dict[Partition, int] = field(default_factory=dict)
 
 
@@ -147,7 +148,7 @@ class Schedule:
         now_ms: int,
     ) -> None:
         """One fetch, merge and send of a sieve, as `streams.ingest` does it."""
-        released: list[tuple[Partition, Timed[list[SieveResult]]]] = []
+        released: list[tuple[Partition, Timed[Sequence[SieveResult]]]] = []
         for tp in worker.owned:
             indexes = inputs[tp]
             fetched = indexes[read[tp] : min(visible[tp], read[tp] + self.rng.randint(0, 500))]

@@ -95,6 +95,8 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         ]
     )
 
+    warm = sieve()
+
     @settings(max_examples=400, deadline=None)
     @given(provider=providers, event_id=values, stamp=st.one_of(st.none(), st.just("2025-04-08T14:00:00Z")))
     def check(provider, event_id, stamp):
@@ -103,7 +105,11 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         document["winlog"]["event_id"] = event_id
         if stamp is None:
             document.pop("@timestamp")
-        fast = sieve()._winlogbeat_noise(codec.dumps(document))
+        payload = codec.dumps(document)
+        fast = sieve()._winlogbeat_noise(payload)
+        # A sieve that has judged earlier examples (its memory of noise ids warm) agrees.
+        remembered = warm._winlogbeat_noise(payload)
+        assert (remembered is None) is (fast is None)
         if fast is None:
             return  # the full path decides: nothing to compare
         _, (outcome,) = decode_events(document, InputFormat.AUTO, Decoding(), NOW)
@@ -111,6 +117,46 @@ def test_the_noise_fast_path_always_agrees_with_the_full_path():
         assert (fast.sifted, fast.signal, fast.rejected) == (full.sifted, full.signal, full.rejected)
 
     check()
+
+
+def test_a_remembered_noise_id_does_not_pass_a_bool_or_a_float_that_equals_it():
+    # `True == 1` and `1.0 == 1` hash alike: the memory of noise ids must not let
+    # them through as the valid id they equal, which the full path would not.
+    warm = sieve()
+    document = documents.security_4624(HOST, T0, 9, "alice")
+    document["winlog"]["provider_name"] = "Microsoft-Windows-Time-Service"
+    for event_id, remembered in ((1, True), ("1", True), (True, False), (1.0, False), (1, True)):
+        document["winlog"]["event_id"] = event_id
+        payload = codec.dumps(document)
+        assert (warm._winlogbeat_noise(payload) is not None) is remembered, event_id
+        assert (warm.sift(Source.WINLOGBEAT, payload)[0].sifted is not Sifted.REJECTED) is remembered
+
+
+def test_the_memory_of_noise_ids_is_bounded(monkeypatch):
+    from streams import sieve as sieve_module
+
+    monkeypatch.setattr(sieve_module, "_MAX_NOISE_PROVIDERS", 3)
+    monkeypatch.setattr(sieve_module, "_MAX_NOISE_IDS_PER_PROVIDER", 2)
+    warm = sieve()
+    document = documents.security_4624(HOST, T0, 9, "alice")
+    for provider in ("A", "B", "C", "D", "E"):
+        for event_id in range(5):
+            document["winlog"]["provider_name"], document["winlog"]["event_id"] = provider, event_id
+            assert warm.sift(Source.WINLOGBEAT, codec.dumps(document))[0].sifted is not Sifted.REJECTED
+    assert sorted(warm._noise_ids) == ["A", "B", "C"]
+    assert all(ids == {0, 1} for ids in warm._noise_ids.values())
+
+
+def test_a_noise_record_comes_back_as_the_one_shared_sequence():
+    from streams.sieve import ONLY_WINLOGBEAT_NOISE
+
+    warm = sieve()
+    first, second = (
+        warm.sift(Source.WINLOGBEAT, codec.dumps(documents.security_4624(HOST, T0 + n * 1000, n, "alice")))
+        for n in (1, 2)
+    )
+    assert first is not ONLY_WINLOGBEAT_NOISE and first[0].sifted is Sifted.SEEN
+    assert second is ONLY_WINLOGBEAT_NOISE
 
 
 def _full_path(payload: bytes) -> tuple[Sifted, object, object]:
