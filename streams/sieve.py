@@ -223,6 +223,11 @@ class Sieve:
         return self._new_seen(seen, self._clock(), _WINLOGBEAT)
 
     def _remember_noise_id(self, provider: str, raw_id: str | int, noise_ids: set[str | int] | None) -> None:
+        """Remember a noise id of `provider` (whose set is `noise_ids`, None if it has none yet).
+
+        Past the bounds nothing more is remembered: nothing is forgotten either, since a
+        provider's ids do not change meaning, and what is not remembered is only checked again.
+        """
         if noise_ids is None:
             if len(self._noise_ids) >= _MAX_NOISE_PROVIDERS:
                 return
