@@ -78,11 +78,11 @@ class SieveResult:
 
 
 _IRRELEVANT = SieveResult(Sifted.IRRELEVANT)
+_WINLOGBEAT = InputFormat.WINLOGBEAT.value  # read once: an enum member's value is a descriptor call
 # Four Winlogbeat records in five: one shared result, and one shared sequence of it,
 # so the consumer loop knows such a record by identity.
-WINLOGBEAT_NOISE = SieveResult(Sifted.IRRELEVANT, input_format="winlogbeat")
+WINLOGBEAT_NOISE = SieveResult(Sifted.IRRELEVANT, input_format=_WINLOGBEAT)
 ONLY_WINLOGBEAT_NOISE: tuple[SieveResult] = (WINLOGBEAT_NOISE,)
-_WINLOGBEAT = InputFormat.WINLOGBEAT.value  # read once: an enum member's value is a descriptor call
 
 # provider -> the event ids the rules read, as Winlogbeat writes them (7.x numbers, 8.x strings).
 RELEVANT_IDS: dict[str, frozenset[int | str]] = {}
