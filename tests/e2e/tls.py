@@ -7,11 +7,9 @@ proxy's address, gives clients a real TLS connection to check.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.e2e.relay import Relay
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -71,49 +71,10 @@ def make_certificates(folder: Path) -> Certificates:
     return paths
 
 
-class TlsProxy:
+class TlsProxy(Relay):
     """Accepts TLS on `listen_port`, forwards plain TCP to `target_port`, in a thread of its own."""
 
     def __init__(self, listen_port: int, target_port: int, certificates: Certificates) -> None:
-        self.listen_port = listen_port
-        self.target_port = target_port
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(certificates.server_cert, certificates.server_key)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.base_events.Server | None = None
-
-    def __enter__(self) -> TlsProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", self.listen_port, ssl=self.context, ssl_handshake_timeout=5
-        )
-
-    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
-            broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(
-            _pipe(client_reader, broker_writer), _pipe(broker_reader, client_writer), return_exceptions=True
-        )
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificates.server_cert, certificates.server_key)
+        super().__init__(listen_port, target_port, tls=context)
