@@ -229,9 +229,10 @@ class Ingest:
         pending: list[asyncio.Future[Any]] = []
         outcomes: Counter[tuple[Source, Sifted]] = Counter()
         reasons: Counter[str] = Counter()
-        newest_ms = events_newest_ms = 0
+        newest_ms = 0
         now_ms = wall_clock_ms()
         seen = SeenBatch(settings.partitions)
+        observe = self.clock.observe
         for partition, record in released:
             message, results = record.item
             source = self._source(partition)
@@ -247,7 +248,8 @@ class Ingest:
                 if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
                     # Install reports arrive late or in bulk (WUfB exports), and a
                     # device clock far ahead is wrong: neither moves the fleet clock.
-                    events_newest_ms = max(events_newest_ms, result.event_ms)
+                    if signal is not None:
+                        observe(result.event_ms, signal.device)
                     self._partition_time[partition] = max(
                         self._partition_time.get(partition, 0), result.event_ms
                     )
@@ -278,7 +280,6 @@ class Ingest:
                     settings.signals_topic, value=message.to_wire(), partition=partition_number
                 )
             )
-        self.clock.observe(events_newest_ms)
         watermark = self.clock.due_tick()
         if watermark:
             # After this batch's signals, to every partition: each device agent

@@ -100,8 +100,9 @@ def replay(
         source = source_of(line)
         for result in sieve.sift(source, line):
             metrics.records.labels(source.value, result.sifted.value).inc()
-            if source is Source.WINLOGBEAT:
-                clock.observe(result.event_ms, now_ms)  # install reports never move the fleet clock
+            if source is Source.WINLOGBEAT and result.signal is not None:
+                # Install reports never move the fleet clock.
+                clock.observe(result.event_ms, result.signal.device, now_ms)
             if result.rejected is not None:
                 summary.rejected += 1
                 metrics.dlq.labels(result.rejected.reason.value).inc()

@@ -47,8 +47,8 @@ def steps() -> list[Signal | int]:
     found: list[Signal | int] = []
     for record in stream():
         for result in sieve.sift(record.source, record.value):
-            if record.source is Source.WINLOGBEAT:
-                clock.observe(result.event_ms, now_ms)
+            if record.source is Source.WINLOGBEAT and result.signal is not None:
+                clock.observe(result.event_ms, result.signal.device, now_ms)
             if result.signal is not None:
                 found.append(result.signal)
         watermark = clock.due_tick()

@@ -97,14 +97,14 @@ def test_far_past_and_future_times_are_refused_and_never_move_the_fleet_clock(st
     (result,) = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))
     assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_TIMESTAMP
     clock = FleetClock(allowed_lateness_ms=0)
-    clock.observe(result.event_ms, NOW)
+    clock.observe(result.event_ms, "a-device", NOW)
     assert clock.newest_ms == 0
 
 
 def test_a_device_clock_hours_ahead_counts_for_the_device_but_not_the_fleet_clock():
     clock = FleetClock(allowed_lateness_ms=0)
-    clock.observe(NOW - 1000, NOW)
-    clock.observe(NOW + 20 * 3_600_000, NOW)  # accepted by the sieve (< 24 h), ignored here
+    clock.observe(NOW - 1000, "a-device", NOW)
+    clock.observe(NOW + 20 * 3_600_000, "a-device", NOW)  # accepted by the sieve (< 24 h), ignored here
     assert clock.newest_ms == NOW - 1000
 
 

@@ -169,12 +169,12 @@ class Schedule:
         merged = merge(worker.held, behind, worker.clock.allowed_lateness_ms)
         released += merged.released
         worker.held = merged.still_held(worker.held)
-        newest = 0
         seen = SeenBatch(self.partitions)
         for tp, record in released:
             for result in record.item:
                 if tp[0] is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
-                    newest = max(newest, result.event_ms)
+                    if result.signal is not None:
+                        worker.clock.observe(result.event_ms, result.signal.device)
                     worker.partition_time[tp] = max(worker.partition_time.get(tp, 0), result.event_ms)
                 if result.signal is not None:
                     if result.signal.kind is SignalKind.SEEN:
@@ -187,7 +187,6 @@ class Schedule:
         for tp in worker.owned:
             held = worker.held.get(tp)
             committed[tp] = held[0].offset if held else read[tp]
-        worker.clock.observe(newest)
         watermark = worker.clock.due_tick()
         if watermark:
             owned = tuple(sorted(number for source, number in worker.owned if source is Source.WINLOGBEAT))
