@@ -12,12 +12,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from streams import codec
+from streams import codec, documents
 from streams.catalog import Catalog
+from streams.documents import Host
 from streams.replay import replay
 from streams.sieve import Sieve
 from streams.simulate import DECOY_ROLES, FleetPlan, Role, spring_2025, write_fleet
+from tests.builders import final_by_fingerprint
 
+DAY_MS = 24 * 60 * 60 * 1000
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 PLAN = FleetPlan(devices=300, seed=11)
 
@@ -195,3 +198,22 @@ def test_replaying_the_same_input_twice_writes_byte_identical_alerts():
         )
         outputs.append(out.getvalue())
     assert outputs[0] and outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("fast_devices", [1, 2])
+@pytest.mark.parametrize("share", [0.35, 0.8])
+def test_device_clocks_days_fast_change_no_alert_of_a_replayed_fleet(fleet_replay, fast_devices, share):
+    """Before 0.8.9 one such record moved the fleet clock 15 days ahead and the fleet's
+    devices with nothing firing were forgotten: their installs, and the alerts they led to."""
+    summary, _ = fleet_replay
+    stream, _ = spring_2025(PLAN)
+    at = int(len(stream) * share)
+    ahead_ms = stream[at].time_ms + 15 * DAY_MS
+    hosts = [Host(f"fast-{number}", f"FAST{number}") for number in range(fast_devices)]
+    noise = [documents.service_control_7036(host, ahead_ms, 1, "Spooler", "running") for host in hosts]
+    values = [record.value for record in stream]
+    values[at:at] = [codec.dumps(document) for document in noise]
+    lines = ((f"sim:{index}", value) for index, value in enumerate(values))
+    with_fast = replay(lines, catalog=Catalog(), sieve=Sieve(256 * 1024))
+    before = final_by_fingerprint([alert.to_json() for alert in summary.alerts])
+    assert final_by_fingerprint([alert.to_json() for alert in with_fast.alerts]) == before
