@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlQueue
 
 from streams.app import create_app
 from streams.rebalance_acks import guard_rebalance_skips
@@ -72,3 +74,25 @@ def test_guarding_twice_wraps_once(app):
     app.flow_control.resume()
     assert message(6, tracked=True).ack(app.consumer)
     assert acked(app) == [6]
+
+
+def queue_of(app: Any) -> FlowControlQueue[str]:
+    # As an agent's channel makes its queue: cleared when the flow resumes.
+    return FlowControlQueue(maxsize=10, flow_control=app.flow_control, clear_on_resume=True)
+
+
+def test_resuming_a_flow_that_runs_keeps_what_the_agents_have_queued(app):
+    """The recovery resumes the flow again after seeking: messages fetched since must stay."""
+    queue = queue_of(app)
+    queue.put_nowait("signal 443")
+    app.flow_control.resume()
+    assert queue.qsize() == 1
+
+
+def test_resuming_after_a_suspension_still_clears_the_old_assignments_messages(app):
+    queue = queue_of(app)
+    queue.put_nowait("signal of a revoked partition")
+    app.flow_control.suspend()
+    app.flow_control.resume()
+    assert queue.qsize() == 0
+    assert app.flow_control.is_active()
