@@ -104,6 +104,17 @@ def test_every_image_reference_is_pinned():
     assert [image for image in images if not pinned(image)] == []
 
 
+def test_every_kbwatch_image_tag_names_this_release():
+    # An operator copies these commands and files: an older tag runs an older kbwatch.
+    from streams import __version__
+
+    texts = [README.read_text(), (COMPOSE / "compose.yaml").read_text()]
+    texts += [path.read_text() for path in sorted(KUBERNETES.glob("*.yaml"))]
+    tags = [tag for text in texts for tag in re.findall(r"\bkbwatch:(\d[\w.+-]*\w)", text)]
+    assert len(tags) >= 5
+    assert sorted({tag for tag in tags if tag != __version__}) == []
+
+
 def test_the_image_is_slim_unprivileged_and_checks_liveness():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:[\d.]+-slim", dockerfile, re.MULTILINE)
