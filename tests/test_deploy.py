@@ -14,6 +14,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from streams import __version__
 from streams.settings import Settings, env_name
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -106,8 +107,6 @@ def test_every_image_reference_is_pinned():
 
 def test_every_kbwatch_image_tag_names_this_release():
     # An operator copies these commands and files: an older tag runs an older kbwatch.
-    from streams import __version__
-
     texts = [README.read_text(), (COMPOSE / "compose.yaml").read_text()]
     texts += [path.read_text() for path in sorted(KUBERNETES.glob("*.yaml"))]
     tags = [tag for text in texts for tag in re.findall(r"\bkbwatch:(\d[\w.+-]*\w)", text)]
