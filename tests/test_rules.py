@@ -108,8 +108,9 @@ def test_four_crashes_are_one_short_and_other_apps_do_not_add_up():
 
 def test_two_apps_looping_are_two_alerts():
     signals = [install(T0)]
-    for app in ("teams.exe", "robloxplayerbeta.exe"):
-        signals += [app_crash(T0 + minutes(10 + i), hash(app) % 1000 + i, app=app) for i in range(5)]
+    # Distinct record ids per app: the same id twice is one record re-read, and is dropped.
+    for first_record, app in ((100, "teams.exe"), (200, "robloxplayerbeta.exe")):
+        signals += [app_crash(T0 + minutes(10 + i), first_record + i, app=app) for i in range(5)]
     _, alerts = run(signals)
     assert sorted(alert["labels"]["app"] for alert in alerts) == ["robloxplayerbeta.exe", "teams.exe"]
     assert len({alert["fingerprint"] for alert in alerts}) == 2
