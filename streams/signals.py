@@ -18,6 +18,10 @@ from aiokafka.partitioner import murmur2
 from streams import codec
 from streams.watermarks import Coverage
 
+# Entries per `seen_many`: at 150 bytes an entry (long device and host names) 300 KB,
+# well under the 1 MB a broker and producer accept by default.
+MAX_SEEN_PER_MESSAGE = 2_000
+
 
 class SignalKind(StrEnum):
     """What a record tells the rules. Values are part of the signals topic contract."""
@@ -130,19 +134,22 @@ def seen_many(signals: list[Signal]) -> Signal:
 
 
 class SeenBatch:
-    """The `seen` signals of one released batch, each once, as one `seen_many` per signals partition.
+    """The `seen` signals waiting to be sent, each once, as `seen_many` messages per signals partition.
 
     An unkeyed input holds a device on every input partition, so the sieve's
     throttle passes a ten-minute bucket once per input partition. A repeat is
-    left out: it would go in the same `seen_many`, after the batch's other
-    signals, with none of the device's other signals between, and a `seen`
-    applied again changes nothing (tests/test_engine_batches.py).
+    left out: it would go in a `seen_many` with the one kept, or after it, and
+    a `seen` applied again changes nothing, whatever came between
+    (tests/test_engine_batches.py).
     """
 
     def __init__(self, partitions: int) -> None:
         self._partitions = partitions
         self._entries: set[tuple[str, int, str]] = set()
         self._by_partition: dict[int, list[Signal]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def add(self, signal: Signal) -> bool:
         """Take a `seen` signal; False when the batch already holds the same one."""
@@ -153,9 +160,22 @@ class SeenBatch:
         self._by_partition.setdefault(partition_of(signal.device, self._partitions), []).append(signal)
         return True
 
-    def messages(self) -> dict[int, Signal]:
-        """Signals partition -> the `seen_many` to send to it."""
-        return {partition: seen_many(signals) for partition, signals in self._by_partition.items()}
+    def messages(self) -> list[tuple[int, Signal]]:
+        """(signals partition, `seen_many`) to send, at most `MAX_SEEN_PER_MESSAGE` entries each.
+
+        Bounded so that a message stays below the broker's size limit however
+        many `seen` signals the sieve let wait.
+        """
+        return [
+            (partition, seen_many(signals[start : start + MAX_SEEN_PER_MESSAGE]))
+            for partition, signals in self._by_partition.items()
+            for start in range(0, len(signals), MAX_SEEN_PER_MESSAGE)
+        ]
+
+    def clear(self) -> None:
+        """Forget what it holds: sent, or to be read again."""
+        self._entries.clear()
+        self._by_partition.clear()
 
 
 @functools.lru_cache(maxsize=1 << 18)

@@ -127,7 +127,7 @@ def test_a_seen_many_that_leaves_out_repeats_ends_as_applying_every_repeat(seed)
             batch = SeenBatch(partitions=1)
             kept = [batch.add(signal) for signal in repeated[index:end]]
             assert not all(kept)
-            (message,) = batch.messages().values()
+            ((_, message),) = batch.messages()
             once_output.extend(once.process_many(message.expand(), partition=0))
         else:
             once_output.extend(once.process(repeated[index], partition=0))

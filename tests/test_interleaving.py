@@ -44,6 +44,7 @@ class SieveTurns:
     """One worker's sieve: the input partitions it owns, what it has read, held and released."""
 
     owned: list[Partition]
+    seen: SeenBatch  # released, not yet sent: they may wait for the next fetches' (the linger)
     clock: FleetClock = field(default_factory=lambda: FleetClock(Catalog().silence.allowed_lateness_ms))
     sieve: Sieve = field(default_factory=lambda: Sieve(1 << 20))
     held: dict[Partition, list[Timed[Sequence[SieveResult]]]] = field(default_factory=dict)
@@ -71,6 +72,10 @@ class Schedule:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stalled: dict[int, int] = field(default_factory=dict)  # agent (-1: fleet, -2-n: sieve n) -> rounds
 
+    # How often a sieve that fetched something lets its `seen` signals (and so its
+    # commit and tick) wait for the next fetch, as `SEEN_LINGER_SECONDS` does.
+    linger: float = 0.6
+
     def run(self, stream: list[SimRecord]) -> dict[str, tuple[str, str, str, str]]:
         catalog, metrics = Catalog(), Metrics.create()
         engine = Engine({}, catalog, metrics, {})
@@ -91,7 +96,7 @@ class Schedule:
             ]
             readable[tp] = list(itertools.accumulate(after, max))
         workers = [
-            SieveTurns([tp for tp in inputs if tp[1] % self.sieves == number])
+            SieveTurns([tp for tp in inputs if tp[1] % self.sieves == number], SeenBatch(self.partitions))
             for number in range(self.sieves)
         ]
         read = dict.fromkeys(inputs, 0)
@@ -116,7 +121,7 @@ class Schedule:
                     continue
                 self._sieve_turn(worker, stream, inputs, visible, read, committed, signals, now_ms)
             done = produced == len(stream) and all(read[tp] == len(inputs[tp]) for tp in inputs)
-            done = done and not any(worker.held for worker in workers)
+            done = done and not any(worker.held or worker.seen for worker in workers)
             for number, queue in enumerate(signals):  # each device agent at its own pace
                 count = len(queue) if done else self._turn(number, len(queue))
                 for item in queue[:count]:
@@ -149,6 +154,7 @@ class Schedule:
     ) -> None:
         """One fetch, merge and send of a sieve, as `streams.ingest` does it."""
         released: list[tuple[Partition, Timed[Sequence[SieveResult]]]] = []
+        fetched_any = False
         for tp in worker.owned:
             indexes = inputs[tp]
             fetched = indexes[read[tp] : min(visible[tp], read[tp] + self.rng.randint(0, 500))]
@@ -157,6 +163,7 @@ class Schedule:
                 results = worker.sieve.sift(tp[0], stream[index].value)
                 timed.append(Timed(offset, max(result.event_ms for result in results), results))
             read[tp] += len(fetched)
+            fetched_any = fetched_any or bool(fetched)
             if tp[0] is Source.INSTALLS:
                 released += [(tp, record) for record in timed]  # not aligned, as the sieve does
             elif timed:
@@ -169,7 +176,7 @@ class Schedule:
         merged = merge(worker.held, behind, worker.clock.allowed_lateness_ms)
         released += merged.released
         worker.held = merged.still_held(worker.held)
-        seen = SeenBatch(self.partitions)
+        seen = worker.seen
         for tp, record in released:
             for result in record.item:
                 if tp[0] is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
@@ -181,9 +188,12 @@ class Schedule:
                         seen.add(result.signal)
                     else:
                         signals[partition_of(result.signal.device, self.partitions)].append(result.signal)
+        if seen and fetched_any and self.rng.random() < self.linger:
+            return  # they wait, and so do the commit and the tick
         # After the batch's other signals, as the sieve sends them.
-        for key, message in seen.messages().items():
+        for key, message in seen.messages():
             signals[key].append(message)
+        seen.clear()
         for tp in worker.owned:
             held = worker.held.get(tp)
             committed[tp] = held[0].offset if held else read[tp]

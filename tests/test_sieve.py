@@ -7,7 +7,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from streams import codec, documents
 from streams.outcomes import RejectReason
 from streams.sieve import SEEN_GRANULARITY_MS, Sieve, Sifted, Source
-from streams.signals import SeenBatch, Signal, SignalKind, partition_of, seen_many
+from streams.signals import MAX_SEEN_PER_MESSAGE, SeenBatch, Signal, SignalKind, partition_of, seen_many
 from tests.builders import HOST, T0
 
 NOW = T0 + 10**9
@@ -333,7 +333,7 @@ def test_a_seen_batch_keeps_each_seen_once_on_its_devices_partition():
     assert kept == [True, True, False, True, False]
     sent = {
         partition: [(s.device, s.time_ms, s.host) for s in message.expand()]
-        for partition, message in batch.messages().items()
+        for partition, message in batch.messages()
     }
     expected: dict[int, list[tuple[str, int, str]]] = {}
     for signal in (first, other, later):
@@ -386,3 +386,16 @@ def test_a_device_read_partition_by_partition_hours_apart_passes_each_bucket_onc
     ]
     assert sorted(seen_times) == sorted(set(seen_times))
     assert len(seen_times) == len({(T0 + minute * 60_000) // SEEN_GRANULARITY_MS for minute in range(360)})
+
+
+def test_a_seen_batch_splits_a_partitions_seen_into_messages_the_broker_accepts():
+    batch = SeenBatch(partitions=1)
+    devices = [f"{index:08d}-{'d' * 55}" for index in range(2 * MAX_SEEN_PER_MESSAGE + 1)]
+    for device in devices:
+        batch.add(Signal(device, SignalKind.SEEN, 1_764_000_000_000, host="H" * 63))
+    messages = batch.messages()
+    assert [len(message.seen) for _, message in messages] == [MAX_SEEN_PER_MESSAGE, MAX_SEEN_PER_MESSAGE, 1]
+    assert [device for _, message in messages for device, _, _ in message.seen] == devices
+    assert max(len(message.to_wire()) for _, message in messages) < 1_000_000
+    batch.clear()
+    assert len(batch) == 0 and batch.messages() == []
