@@ -140,7 +140,7 @@ class SeenBatch:
     throttle passes a ten-minute bucket once per input partition. A repeat is
     left out: it would go in a `seen_many` with the one kept, or after it, and
     a `seen` applied again changes nothing, whatever came between
-    (tests/test_engine_batches.py).
+    (tests/test_engine_batches.py, tests/test_interleaving.py).
     """
 
     def __init__(self, partitions: int) -> None:
