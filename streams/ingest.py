@@ -78,6 +78,8 @@ class Ingest:
         # Released `seen` signals not yet sent, and when the first of them was released.
         self._seen = SeenBatch(settings.partitions)
         self._seen_since = 0.0
+        # Sends not yet acknowledged: awaited once, before the commit they guard.
+        self._unacked: list[asyncio.Future[Any]] = []
         self.polling = False  # joined its group and reading: what readiness needs of the sieve
         self.finished = asyncio.Event()  # run() returned: its last batch sent and committed
 
@@ -154,6 +156,7 @@ class Ingest:
         self._held.clear()
         self._read_to.clear()
         self._seen.clear()  # their records are read again: uncommitted while they waited
+        self._unacked.clear()  # likewise; a failed one is what brought the sieve here
         # What was sent from the records read again may never have arrived.
         self.sieve.forget_seen()
         for partition in self._consumer.assignment():
@@ -225,12 +228,10 @@ class Ingest:
         self._consumer.resume(*[tp for tp in assigned if tp not in full])
         if released:
             await self._send(released)
-        sent_seen = bool(self._seen)
-        if (released or sent_seen) and not self._lingering(more_coming=bool(batch) and not flush):
+        flushing = bool(released or self._seen) and not self._lingering(more_coming=bool(batch) and not flush)
+        if flushing:
             await self._send_seen_and_tick()
-        else:
-            sent_seen = False
-        if (released or noise or sent_seen) and not self._seen:
+        if (released or noise or flushing) and not self._seen:
             await self._commit()
 
     def _lingering(self, more_coming: bool) -> bool:
@@ -248,8 +249,14 @@ class Ingest:
             log.warning("sieve: could not send its last seen signals (%s); they will be read again", error)
 
     async def _commit(self) -> None:
-        """Commit what was released: a held partition only up to its first held record."""
+        """Commit what was released, once everything sent from it is acknowledged.
+
+        A held partition is committed only up to its first held record.
+        """
         assert self._consumer is not None
+        if self._unacked:
+            await asyncio.gather(*self._unacked)
+            self._unacked.clear()
         offsets = {}
         for partition in self._consumer.assignment():
             held = self._held.get(partition)
@@ -262,7 +269,7 @@ class Ingest:
     async def _send(self, released: list[tuple[Any, Sifting]]) -> None:
         assert self._producer is not None
         settings = self.settings
-        pending: list[asyncio.Future[Any]] = []
+        pending = self._unacked
         outcomes: Counter[tuple[Source, Sifted]] = Counter()
         reasons: Counter[str] = Counter()
         newest_ms = 0
@@ -310,19 +317,17 @@ class Ingest:
                         settings.dlq_topic, value=message.value, key=message.key, headers=headers
                     )
                 )
-        if pending:
-            await asyncio.gather(*pending)
         self._count(outcomes, reasons, newest_ms)
 
     async def _send_seen_and_tick(self) -> None:
-        """The waiting `seen` signals, then the fleet clock's tick if it is due.
+        """The waiting `seen` signals, then the fleet clock's tick if it is due (`_commit` awaits them).
 
         A `seen` only moves a device's newest time, which does not depend on the
         order, so it may follow the device's later signals; but it must precede
         any tick past it, or the device could be judged silent.
         """
         assert self._producer is not None
-        pending: list[asyncio.Future[Any]] = []
+        pending = self._unacked
         for partition_number, message in self._seen.messages():
             pending.append(
                 await self._producer.send(
@@ -334,8 +339,6 @@ class Ingest:
             # To every partition: each device agent judges the silences of its own
             # partition's devices.
             pending += await self._send_tick(watermark, idle=False)
-        if pending:
-            await asyncio.gather(*pending)
         self._seen.clear()
 
     async def _send_tick(self, watermark_ms: int, idle: bool) -> list[asyncio.Future[Any]]:

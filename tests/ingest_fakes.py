@@ -63,12 +63,22 @@ class Consumer:
 @dataclass
 class Producer:
     sent: list[tuple[str, bytes]] = field(default_factory=list)
+    acks_at_once: bool = True  # else each send waits in `unacked` for the test to acknowledge it
+    unacked: list[asyncio.Future[None]] = field(default_factory=list)
 
     async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
         self.sent.append((topic, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.acks_at_once:
+            ack.set_result(None)
+        else:
+            self.unacked.append(ack)
+        return ack
+
+    def acknowledge(self) -> None:
+        for ack in self.unacked:
+            ack.set_result(None)
+        self.unacked.clear()
 
     def signals(self, signals_topic: str) -> list[Signal]:
         return [Signal.from_wire(value) for topic, value in self.sent if topic == signals_topic]

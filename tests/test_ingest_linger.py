@@ -122,3 +122,26 @@ def test_after_a_broker_error_what_waited_is_sent_from_the_records_read_again():
     asyncio.run(scenario())
     assert seen_devices(producer, SETTINGS.signals_topic) == [DEVICE]
     assert consumer.commits == [{EVENTS: 1}]
+
+
+@pytest.mark.usefixtures("long_linger")
+def test_acknowledgements_are_awaited_once_before_the_commit_not_batch_by_batch():
+    sieve_, consumer, producer = sieve(end=2)
+    producer.acks_at_once = False
+    crash = Message(1, codec.dumps(documents.kernel_power_41(HOST, T0 + minutes(1), 1)))
+
+    async def scenario() -> None:
+        # Lingering, the batch returns with its alerting signal still unacknowledged.
+        await asyncio.wait_for(sieve_._sift_batch({EVENTS: [noise(T0, 0), crash]}), timeout=5)
+        flushing = asyncio.create_task(sieve_._sift_batch({}))
+        await asyncio.sleep(0.05)
+        assert [kind for kind in kinds(producer) if kind is not SignalKind.TICK] == [
+            SignalKind.DIRTY_BOOT,
+            SignalKind.SEEN_MANY,
+        ]
+        assert consumer.commits == []  # the commit waits for every acknowledgement
+        producer.acknowledge()
+        await asyncio.wait_for(flushing, timeout=5)
+
+    asyncio.run(scenario())
+    assert consumer.commits == [{EVENTS: 2}]
