@@ -62,6 +62,7 @@ class BenchPlan:
     state_devices: int = 100_000
     skip_peers: bool = False
     store: str = "memory://"  # the worker's table store (KBWATCH_STORE)
+    sieve_client: str = "aiokafka"  # the sieve consumer's Kafka client (KBWATCH_SIEVE_CLIENT)
     workers: int = 1  # above 1: also N workers in one group, for the scaling figure
     keyed: bool = False  # key each record by its device, as several workers want (README)
 
@@ -516,6 +517,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             data_dir=str(workdir / "data"),
             log_level="warning",
             store=plan.store,
+            sieve_client=plan.sieve_client,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS if embedded is not None else None,
         )
         settings = replace(base.isolated(prefix), events_topic=topic)
@@ -600,6 +602,7 @@ def _figures(
         "partitions": plan.partitions,
         "keyed": plan.keyed,
         "store": plan.store,
+        "sieve_client": plan.sieve_client,
         "incidents": plan.incidents,
         "state_devices": plan.state_devices,
         "machine": f"{os.cpu_count()} cores, {_cpu_model()}",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from streams import __version__
-from streams.settings import Settings, SettingsError
+from streams.settings import SIEVE_CLIENTS, Settings, SettingsError
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--store", default="memory://", help="the worker's table store: memory:// or rocksdb:// (memory://)"
+    )
+    bench.add_argument(
+        "--sieve-client",
+        choices=SIEVE_CLIENTS,
+        default="aiokafka",
+        help="the Kafka client of the workers' sieve consumer (aiokafka)",
     )
     bench.add_argument(
         "--keyed",
@@ -296,6 +302,7 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         state_devices=arguments.state_devices,
         skip_peers=arguments.skip_peers,
         store=arguments.store,
+        sieve_client=arguments.sieve_client,
         workers=arguments.workers,
         keyed=arguments.keyed,
     )

@@ -1,6 +1,7 @@
 """The sieve's consumer loop: raw topics in, signals, ticks and dead letters out.
 
-A bare aiokafka consumer, not a Faust agent: it sees every record of the
+A bare consumer (aiokafka's, or librdkafka's through `streams.rdkafka`, as
+`KBWATCH_SIEVE_CLIENT` says), not a Faust agent: it sees every record of the
 fleet, and Faust's per-event machinery costs ten times what the sieve itself
 does (domain.md §7). It reads batches, sifts each message, releases them in
 event-time order across partitions (`streams.align`), produces the few
@@ -21,7 +22,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -54,6 +55,28 @@ SEEN_LINGER_SECONDS = 0.3
 Sifting = Timed[tuple[Any, Sequence[SieveResult]]]
 
 
+class SieveConsumer(Protocol):
+    """What the sieve asks of its consumer: `AIOKafkaConsumer`'s calls, which `RdkafkaConsumer` answers too.
+
+    Partitions are aiokafka's `TopicPartition`; a message has `offset`, `value` and `key`;
+    a failure the sieve should retry is aiokafka's `KafkaError`.
+    """
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]: ...
+    def assignment(self) -> set[Any]: ...
+    def highwater(self, partition: Any) -> int | None: ...
+    def partitions_for_topic(self, topic: str) -> set[int] | None: ...
+    def pause(self, *partitions: Any) -> None: ...
+    def resume(self, *partitions: Any) -> None: ...
+    async def commit(self, offsets: dict[Any, int]) -> None: ...
+    async def committed(self, partition: Any) -> int | None: ...
+    def seek(self, partition: Any, offset: int) -> None: ...
+    async def seek_to_beginning(self, partition: Any) -> None: ...
+
+
 class Ingest:
     """Runs the sieve over the raw topics until stopped."""
 
@@ -63,7 +86,7 @@ class Ingest:
         self.sieve = Sieve(settings.max_message_bytes, decoding=settings.decoding())
         self.clock = FleetClock(settings.catalog().silence.allowed_lateness_ms)
         self._stopping = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: SieveConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._newest_event_ms = 0
         # Per input partition: the newest event time released, and the offset
@@ -93,19 +116,7 @@ class Ingest:
             acks="all",
             **aiokafka_options(settings),
         )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers(),
-            client_id=f"{settings.app_id}-sieve",
-            group_id=f"{settings.app_id}-sieve",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=MAX_BATCH_RECORDS,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            session_timeout_ms=int(settings.session_timeout_seconds * 1000),
-            heartbeat_interval_ms=max(1000, int(settings.session_timeout_seconds * 1000) // 3),
-            rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
-            **aiokafka_options(settings),
-        )
+        self._consumer = _consumer(settings, self.metrics)
         self._consumer.subscribe([settings.events_topic, settings.installs_topic], listener=_Takeovers())
         await self._producer.start()
         await self._consumer.start()
@@ -398,7 +409,8 @@ class Ingest:
             next_offset = self._read_to.get(partition)
             highwater = self._consumer.highwater(partition)
             unknown = highwater is None or next_offset is None
-            if (unknown and not known_unread_only) or (not unknown and next_offset < highwater):
+            unread = highwater is not None and next_offset is not None and next_offset < highwater
+            if unread or (unknown and not known_unread_only):
                 behind[partition] = self._partition_time.get(partition, NEVER_READ)
         return behind
 
@@ -417,6 +429,32 @@ class Ingest:
         if self._newest_event_ms:
             self.metrics.newest_event_time.set(self._newest_event_ms / 1000)
             self.metrics.event_time_lag.set((wall_clock_ms() - self._newest_event_ms) / 1000)
+
+
+def _consumer(settings: Settings, metrics: Metrics) -> SieveConsumer:
+    """The sieve's consumer on the client `settings.sieve_client` names."""
+    group_id, client_id = f"{settings.app_id}-sieve", f"{settings.app_id}-sieve"
+    if settings.sieve_client == "librdkafka":
+        from streams.rdkafka import RdkafkaConsumer, rdkafka_config
+
+        # librdkafka retries a broker error itself and only reports it: counted as aiokafka's are.
+        return RdkafkaConsumer(
+            rdkafka_config(settings, group_id, client_id), metrics.broker_errors.labels("sieve").inc
+        )
+    consumer: SieveConsumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers(),
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=MAX_BATCH_RECORDS,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=max(1000, int(settings.session_timeout_seconds * 1000) // 3),
+        rebalance_timeout_ms=int(settings.rebalance_timeout_seconds * 1000),
+        **aiokafka_options(settings),
+    )
+    return consumer
 
 
 class _Takeovers(ConsumerRebalanceListener):  # type: ignore[misc]

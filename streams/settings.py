@@ -19,6 +19,8 @@ from streams.catalog import RUNBOOK_BASE_URL, BootLoopRule, Catalog
 from streams.formats.detect import EVENT_FORMATS, INSTALL_FORMATS, Decoding, InputFormat
 from streams.timeutil import HOUR_MS, MINUTE_MS
 
+SIEVE_CLIENTS = ("aiokafka", "librdkafka")
+
 
 class SettingsError(ValueError):
     """An environment variable or flag has a value the product cannot use."""
@@ -60,6 +62,9 @@ class Settings:
     # Kafka answers as soon as records arrive; the embedded broker waits most of this
     # out every time, so each consumer hop adds up to it to alert latency there: 50.
     fetch_max_wait_ms: int = 500
+    # The Kafka client of the sieve's consumer, which reads every record: aiokafka, or
+    # librdkafka (confluent-kafka), which fetches and unpacks on threads of its own.
+    sieve_client: str = "aiokafka"
     log_level: str = "info"
     boot_loop_min_crashes: int = 3
     boot_loop_window_minutes: int = 60
@@ -110,6 +115,8 @@ class Settings:
             raise SettingsError(f"{env_name('shutdown_grace_seconds')} must be more than 0")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"{env_name('web_port')} must be a TCP port, not {self.web_port}")
+        if self.sieve_client not in SIEVE_CLIENTS:
+            raise SettingsError(f"{env_name('sieve_client')} must be one of {', '.join(SIEVE_CLIENTS)}")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"{env_name('store')} must be memory:// or rocksdb://, not {self.store!r}")
         topics = [

@@ -31,6 +31,18 @@ class Consumer:
     commits: list[dict[TopicPartition, int]] = field(default_factory=list)
     positions: dict[TopicPartition, int] = field(default_factory=dict)  # where a seek left each
 
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Message]]:
+        return {}  # the tests hand the sieve its batches themselves
+
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
 

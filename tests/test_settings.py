@@ -34,6 +34,10 @@ def test_rule_thresholds_are_configurable():
         ({"KBWATCH_PARTITIONS": "0"}, "KBWATCH_PARTITIONS must be at least 1"),
         ({"KBWATCH_STORE": "redis://x"}, "KBWATCH_STORE must be memory:// or rocksdb://"),
         ({"KBWATCH_ALERTS_TOPIC": "winlogbeat"}, "all different"),
+        (
+            {"KBWATCH_SIEVE_CLIENT": "kafka-python"},
+            "KBWATCH_SIEVE_CLIENT must be one of aiokafka, librdkafka",
+        ),
     ],
 )
 def test_bad_values_are_named(environ, message):
@@ -42,6 +46,7 @@ def test_bad_values_are_named(environ, message):
 
 
 def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp_path):
+    from streams.rdkafka import rdkafka_config
     from streams.security import aiokafka_options, faust_credentials
 
     secret = tmp_path / "password"
@@ -64,6 +69,10 @@ def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp
         credentials = faust_credentials(settings)
         assert credentials.mechanism.value == mechanism and credentials.protocol.value == "SASL_SSL"
         assert "s3cret" not in repr(credentials)
+        librdkafka = rdkafka_config(settings, "group", "client")
+        assert librdkafka["security.protocol"] == "SASL_SSL"
+        assert librdkafka["sasl.mechanism"] == mechanism
+        assert (librdkafka["sasl.username"], librdkafka["sasl.password"]) == ("kbwatch", "s3cret-from-file")
     inline = Settings.from_env(
         {
             "KBWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
@@ -75,6 +84,7 @@ def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp
     assert "ssl_context" not in aiokafka_options(inline)
     assert aiokafka_options(Settings()) == {"security_protocol": "PLAINTEXT"}
     assert faust_credentials(Settings()) is None
+    assert "sasl.password" not in rdkafka_config(Settings(), "group", "client")
 
 
 @pytest.mark.parametrize(

@@ -106,8 +106,9 @@ def print_signals_of(settings: Settings, devices: set[str]) -> None:
                 print(f"signal {where}: {signal.device} {signal.kind} {signal.time_ms}")
 
 
+@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
 def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str
 ) -> None:
     rng = random.Random(SEED)
     print(f"chaos seed {SEED}")
@@ -116,6 +117,7 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
         session_timeout_seconds=6.0,
         rebalance_timeout_seconds=6.0,
         producer_max_batch_bytes=1,
+        sieve_client=sieve_client,
     )
     plan = FleetPlan(devices=240, seed=99, keyed=True)
     stream, expectation = spring_2025(plan)

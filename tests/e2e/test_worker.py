@@ -128,8 +128,11 @@ def test_bad_messages_go_to_the_dlq_and_the_good_ones_still_alert(broker: Embedd
         assert 'kbwatch_dlq_total{reason="not_json"} 1.0' in scrape(metrics_url)
 
 
-def test_live_worker_and_replay_agree_on_the_simulated_fleet(broker: EmbeddedBroker, tmp_path: Path):
-    settings = isolated_settings(broker, tmp_path)
+@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
+def test_live_worker_and_replay_agree_on_the_simulated_fleet(
+    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str
+):
+    settings = replace(isolated_settings(broker, tmp_path), sieve_client=sieve_client)
     plan = FleetPlan(devices=240, seed=99)
     stream, expectation = spring_2025(plan)
     expected = replayed_verdicts(stream)
@@ -312,7 +315,8 @@ def test_a_loop_whose_crashes_straddle_a_killed_worker_is_still_detected(
     assert alerts[0]["startsAt"] == "2025-04-08T14:24:02.000Z"
 
 
-def test_a_broker_outage_longer_than_the_request_timeout_is_survived(tmp_path: Path):
+@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
+def test_a_broker_outage_longer_than_the_request_timeout_is_survived(tmp_path: Path, sieve_client: str):
     """The network to the broker cut for 45 s (`tests.e2e.relay`), then restored.
 
     The outage outlasts the clients' 40 s request timeout, so the sieve's send
@@ -329,7 +333,9 @@ def test_a_broker_outage_longer_than_the_request_timeout_is_survived(tmp_path: P
         EmbeddedBroker(log_path=tmp_path / "tansu.log", advertised_port=relay_port) as own,
         Relay(relay_port, own.port) as network,
     ):
-        settings = replace(isolated_settings(own, tmp_path), broker=f"127.0.0.1:{relay_port}")
+        settings = replace(
+            isolated_settings(own, tmp_path), broker=f"127.0.0.1:{relay_port}", sieve_client=sieve_client
+        )
         documents = incident_documents()
         with running_worker(settings, tmp_path / "worker.log") as metrics_url:
             asyncio.run(produce(settings, settings.events_topic, documents[:2]))
@@ -375,7 +381,10 @@ def test_a_worker_started_before_its_broker_waits_for_it(tmp_path: Path):
     assert "not reachable" in (tmp_path / "worker.log").read_text()
 
 
-def test_the_worker_speaks_tls_to_a_broker_that_requires_it(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
+def test_the_worker_speaks_tls_to_a_broker_that_requires_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sieve_client: str
+):
     """Through a TLS-terminating proxy that the broker advertises; a client without the CA is refused."""
     certificates = make_certificates(tmp_path)
     proxy_port = free_port()
@@ -388,6 +397,7 @@ def test_the_worker_speaks_tls_to_a_broker_that_requires_it(tmp_path: Path, capl
             broker=f"127.0.0.1:{proxy_port}",
             security_protocol="SSL",
             ssl_cafile=str(certificates.ca),
+            sieve_client=sieve_client,
         )
         with running_worker(settings, tmp_path / "worker.log"):
             asyncio.run(produce(settings, settings.events_topic, incident_documents()))

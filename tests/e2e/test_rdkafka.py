@@ -1,0 +1,118 @@
+"""The sieve's librdkafka consumer on the embedded broker: the aiokafka calls it stands in for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from streams.broker import EmbeddedBroker
+from streams.rdkafka import RdkafkaConsumer, Record, rdkafka_config
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.e2e.conftest import isolated_settings
+
+pytestmark = pytest.mark.e2e
+
+
+async def _produce_to(settings: Settings, partition: int, values: list[bytes]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers())
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send(settings.events_topic, value=value, key=b"k", partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+Batch = dict[TopicPartition, list[Record]]
+
+
+async def _read(consumer: RdkafkaConsumer, wanted: int, timeout: float = 30.0) -> Batch:
+    """Batches merged by partition until `wanted` records came."""
+    merged: Batch = {}
+    deadline = time.monotonic() + timeout
+    while sum(len(records) for records in merged.values()) < wanted:
+        assert time.monotonic() < deadline, f"only {merged} within {timeout} s"
+        for partition, records in (await consumer.getmany(timeout_ms=500, max_records=5_000)).items():
+            merged.setdefault(partition, []).extend(records)
+    return merged
+
+
+def test_it_reads_commits_rewinds_and_pauses_as_the_sieve_expects(broker: EmbeddedBroker, tmp_path: Path):
+    settings = isolated_settings(broker, tmp_path)
+    asyncio.run(ensure_topics(settings))
+    first, second = TopicPartition(settings.events_topic, 0), TopicPartition(settings.events_topic, 1)
+
+    async def scenario() -> None:
+        await _produce_to(settings, 0, [f"a{index}".encode() for index in range(30)])
+        await _produce_to(settings, 1, [f"b{index}".encode() for index in range(20)])
+        group = f"{settings.app_id}-{uuid.uuid4().hex[:6]}"
+        consumer = RdkafkaConsumer(rdkafka_config(settings, group, group))
+        consumer.subscribe([settings.events_topic, settings.installs_topic])
+        await consumer.start()
+        try:
+            read = await _read(consumer, 50)
+            assert [record.value for record in read[first]] == [f"a{index}".encode() for index in range(30)]
+            assert [record.offset for record in read[second]] == list(range(20))
+            assert read[first][0].key == b"k"
+            assert {first, second} <= consumer.assignment()
+            assert consumer.highwater(first) == 30 and consumer.highwater(second) == 20
+            assert consumer.partitions_for_topic(settings.events_topic) == set(range(settings.partitions))
+
+            assert await consumer.committed(first) is None
+            await consumer.commit({first: 12, second: 20})
+            assert await consumer.committed(first) == 12
+            assert await consumer.committed(second) == 20
+
+            # The sieve's rewind: back to the commit, and to the start where none is.
+            consumer.seek(first, 12)
+            again = await _read(consumer, 18)
+            assert [record.offset for record in again[first]] == list(range(12, 30))
+            await consumer.seek_to_beginning(second)
+            assert [record.offset for record in (await _read(consumer, 20))[second]] == list(range(20))
+
+            # A paused partition is not fetched; resumed, it is.
+            consumer.pause(first)
+            await _produce_to(settings, 0, [b"late-a"])
+            await _produce_to(settings, 1, [b"late-b"])
+            only = await _read(consumer, 1)
+            assert list(only) == [second]
+            consumer.resume(first)
+            assert [record.value for record in (await _read(consumer, 1))[first]] == [b"late-a"]
+
+            # An empty wait ends at its timeout, not before and not much after.
+            started = time.monotonic()
+            assert await consumer.getmany(timeout_ms=300, max_records=5_000) == {}
+            assert 0.25 <= time.monotonic() - started < 5
+        finally:
+            await consumer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_broker_is_a_kafka_error_for_the_sieve(tmp_path: Path):
+    """The sieve retries on aiokafka's `KafkaError`: librdkafka's failures must arrive as one."""
+    settings = Settings.from_env({}, broker="127.0.0.1:9", data_dir=str(tmp_path))
+    consumer = RdkafkaConsumer(
+        {**rdkafka_config(settings, "nobody", "nobody"), "socket.connection.setup.timeout.ms": 1000}
+    )
+    consumer.subscribe([settings.events_topic])
+
+    async def scenario() -> None:
+        await consumer.start()
+        try:
+            with pytest.raises(KafkaError):
+                await consumer.committed(TopicPartition(settings.events_topic, 0))
+        finally:
+            await consumer.stop()
+
+    asyncio.run(scenario())
