@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
-from streams import dlq
+from streams import __version__, dlq
 from streams.alerts import Alert
 from streams.app import create_app
 from streams.delivery import Delivery
@@ -52,6 +52,8 @@ class Worker:
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """Attach the device agent, the sieve, the sweep and `/metrics` to a new app."""
     metrics = metrics or Metrics.create()
+    # Which client reads the input is this worker's own fact, for dashboards and a page's triage.
+    metrics.build.info({"version": __version__, "sieve_client": settings.sieve_client})
     app = create_app(settings)
     signals_topic = app.topic(
         settings.signals_topic, key_type=str, value_type=bytes, partitions=settings.partitions

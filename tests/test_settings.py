@@ -73,6 +73,7 @@ def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp
         assert librdkafka["security.protocol"] == "SASL_SSL"
         assert librdkafka["sasl.mechanism"] == mechanism
         assert (librdkafka["sasl.username"], librdkafka["sasl.password"]) == ("kbwatch", "s3cret-from-file")
+        assert librdkafka["ssl.ca.location"] == "probe"  # no CA file: the system's, as for aiokafka
     inline = Settings.from_env(
         {
             "KBWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",

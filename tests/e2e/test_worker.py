@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import streams
 from streams import codec, documents
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import scrape as scrape_or_empty
@@ -136,7 +137,9 @@ def test_live_worker_and_replay_agree_on_the_simulated_fleet(
     plan = FleetPlan(devices=240, seed=99)
     stream, expectation = spring_2025(plan)
     expected = replayed_verdicts(stream)
-    with running_worker(settings, tmp_path / "worker.log"):
+    with running_worker(settings, tmp_path / "worker.log") as metrics_url:
+        info = f'kbwatch_build_info{{sieve_client="{sieve_client}",version="{streams.__version__}"}} 1.0'
+        assert info in scrape(metrics_url)
         asyncio.run(produce_fleet(plan, settings, stream))
 
         def settled(found: list[Any]) -> bool:
