@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -66,7 +66,7 @@ class SieveConsumer(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]: ...
-    def assignment(self) -> set[Any]: ...
+    def assignment(self) -> Set[Any]: ...
     def highwater(self, partition: Any) -> int | None: ...
     def partitions_for_topic(self, topic: str) -> set[int] | None: ...
     def pause(self, *partitions: Any) -> None: ...
@@ -216,11 +216,12 @@ class Ingest:
             records: list[Sifting] = []
             for message in messages:
                 results = sift(source, message.value)
-                if results is ONLY_WINLOGBEAT_NOISE:
-                    # Most records: nothing to send, hold or order; only counted.
-                    noise[source, Sifted.IRRELEVANT] += 1
-                else:
+                # Most records are Winlogbeat noise: nothing to send, hold or order,
+                # only counted, by what is left once the others are kept.
+                if results is not ONLY_WINLOGBEAT_NOISE:
                     records.append(self._timed(message, results))
+            if len(records) < len(messages):
+                noise[source, Sifted.IRRELEVANT] += len(messages) - len(records)
             self._read_to[partition] = messages[-1].offset + 1
             if source is Source.INSTALLS:
                 # Install reports are few and often late: they are not aligned.

@@ -11,10 +11,11 @@ keeps only the making of each message (README, Performance).
 `TopicPartition` and its `KafkaError`, so the sieve's loop, its rewind after a
 broker error and its tests stay as they are. Every call that can wait on the
 broker runs on one thread of its own, never on the event loop; the others
-(`pause`, `seek`, `assignment`...) only touch the client's local state, and the
-sieve makes them between two `getmany`, never during one. librdkafka runs the
-rebalance callbacks inside `consume`, on that thread: they log, and an
-assignment has the topics' partition counts learned again there.
+(`pause`, `seek`...) only touch the client's local state, and the sieve makes
+them between two `getmany`, never during one. librdkafka runs the rebalance
+callbacks inside `consume`, on that thread: they log, and after a rebalance the
+assignment and the topics' partition counts are read again there, so that
+`assignment()` answers from memory.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class RdkafkaConsumer:
         self._topic_sizes: dict[str, int] = {}
         self._sizes_known = False
         self._topics: list[str] = []
+        # The assignment as of the last rebalance, read again on the consumer's thread after
+        # each one: librdkafka's `assignment()` asks its main thread and waits for the answer
+        # holding the GIL (3 % of the worker's Python time in a py-spy profile), and the
+        # sieve asks for it several times a batch.
+        self._assignment: frozenset[TopicPartition] = frozenset()
+        self._assignment_known = True
 
     async def _call(self, function: Any, *args: Any) -> Any:
         try:
@@ -127,7 +134,9 @@ class RdkafkaConsumer:
         consumer = confluent_kafka.Consumer(
             {**self._config, "error_cb": self._broker_error}, logger=_client_log
         )
-        consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=_log_revoked, on_lost=_log_lost)
+        consumer.subscribe(
+            self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
         return consumer
 
     def _broker_error(self, error: Any) -> None:
@@ -144,6 +153,16 @@ class RdkafkaConsumer:
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         log.info("sieve: partitions assigned: %s", _describe(partitions))
         self._sizes_known = False
+        self._assignment_known = False
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        if partitions:
+            log.info("sieve: partitions revoked: %s", _describe(partitions))
+        self._assignment_known = False
+
+    def _lost(self, consumer: Any, partitions: list[Any]) -> None:
+        log.warning("sieve: partitions lost: %s", _describe(partitions))
+        self._assignment_known = False
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -174,6 +193,13 @@ class RdkafkaConsumer:
         deadline = time.monotonic() + timeout
         while True:
             messages: list[Any] = self._consumer.consume(max_records, _WAIT_SLICE_SECONDS)
+            if not self._assignment_known:
+                # The rebalance callbacks ran inside `consume`, and the client applied
+                # their assignment when they returned: read it once, here.
+                self._assignment_known = True
+                self._assignment = frozenset(
+                    self._partition_of(tp.topic, tp.partition) for tp in self._consumer.assignment()
+                )
             if not self._sizes_known:
                 self._learn_topic_sizes()
             if messages or time.monotonic() >= deadline:
@@ -198,9 +224,9 @@ class RdkafkaConsumer:
             partition = self._partitions[topic, number] = TopicPartition(topic, number)
         return partition
 
-    def assignment(self) -> set[TopicPartition]:
-        assert self._consumer is not None
-        return {self._partition_of(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions assigned as of the last `getmany` (a rebalance happens inside one)."""
+        return self._assignment
 
     def highwater(self, partition: TopicPartition) -> int | None:
         """The end of `partition` as of its last fetch (None before one)."""
@@ -257,12 +283,3 @@ def _describe(partitions: Iterable[Any]) -> str:
     from streams.ingest import describe_partitions
 
     return describe_partitions(partitions) or "none"
-
-
-def _log_revoked(consumer: Any, partitions: list[Any]) -> None:
-    if partitions:
-        log.info("sieve: partitions revoked: %s", _describe(partitions))
-
-
-def _log_lost(consumer: Any, partitions: list[Any]) -> None:
-    log.warning("sieve: partitions lost: %s", _describe(partitions))

@@ -116,3 +116,43 @@ def test_an_unreachable_broker_is_a_kafka_error_for_the_sieve(tmp_path: Path):
             await consumer.stop()
 
     asyncio.run(scenario())
+
+
+def test_its_assignment_follows_the_group_as_members_come_and_go(broker: EmbeddedBroker, tmp_path: Path):
+    """`assignment()` answers from memory: it must still change with every rebalance."""
+    settings = isolated_settings(broker, tmp_path)
+    asyncio.run(ensure_topics(settings))
+    everything = {TopicPartition(settings.events_topic, number) for number in range(settings.partitions)}
+
+    async def settle(consumers: list[RdkafkaConsumer], wanted: list[set[TopicPartition]] | None) -> None:
+        """Poll every consumer until their assignments split the topic (or equal `wanted`)."""
+        deadline = time.monotonic() + 60
+        while True:
+            assignments = [set(consumer.assignment()) for consumer in consumers]
+            split = all(assignments) and set().union(*assignments) == everything
+            split = split and sum(len(assigned) for assigned in assignments) == len(everything)
+            settled = split if wanted is None else assignments == wanted
+            if settled:
+                return
+            assert time.monotonic() < deadline, f"assignments {assignments} never settled"
+            polls = [consumer.getmany(timeout_ms=200, max_records=100) for consumer in consumers]
+            await asyncio.gather(*polls)
+
+    async def scenario() -> None:
+        group = f"{settings.app_id}-{uuid.uuid4().hex[:6]}"
+        first = RdkafkaConsumer(rdkafka_config(settings, group, "first"))
+        second = RdkafkaConsumer(rdkafka_config(settings, group, "second"))
+        for consumer in (first, second):
+            consumer.subscribe([settings.events_topic])
+        assert first.assignment() == frozenset()
+        await first.start()
+        try:
+            await settle([first], [everything])
+            await second.start()
+            await settle([first, second], None)  # each has some, none twice
+            await second.stop()
+            await settle([first], [everything])  # the leaver's partitions come back
+        finally:
+            await first.stop()
+
+    asyncio.run(scenario())
