@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from itertools import chain
 from pathlib import Path
 
 import pytest
@@ -122,21 +123,19 @@ def test_its_assignment_follows_the_group_as_members_come_and_go(broker: Embedde
     """`assignment()` answers from memory: it must still change with every rebalance."""
     settings = isolated_settings(broker, tmp_path)
     asyncio.run(ensure_topics(settings))
-    everything = {TopicPartition(settings.events_topic, number) for number in range(settings.partitions)}
+    everything = [TopicPartition(settings.events_topic, number) for number in range(settings.partitions)]
 
-    async def settle(consumers: list[RdkafkaConsumer], wanted: list[set[TopicPartition]] | None) -> None:
-        """Poll every consumer until their assignments split the topic (or equal `wanted`)."""
+    async def settle(*consumers: RdkafkaConsumer) -> None:
+        """Poll every consumer until their assignments split the topic: each some, none twice."""
         deadline = time.monotonic() + 60
         while True:
-            assignments = [set(consumer.assignment()) for consumer in consumers]
-            split = all(assignments) and set().union(*assignments) == everything
-            split = split and sum(len(assigned) for assigned in assignments) == len(everything)
-            settled = split if wanted is None else assignments == wanted
-            if settled:
+            assignments = [consumer.assignment() for consumer in consumers]
+            if all(assignments) and sorted(chain(*assignments)) == sorted(everything):
                 return
             assert time.monotonic() < deadline, f"assignments {assignments} never settled"
-            polls = [consumer.getmany(timeout_ms=200, max_records=100) for consumer in consumers]
-            await asyncio.gather(*polls)
+            await asyncio.gather(
+                *(consumer.getmany(timeout_ms=200, max_records=100) for consumer in consumers)
+            )
 
     async def scenario() -> None:
         group = f"{settings.app_id}-{uuid.uuid4().hex[:6]}"
@@ -147,11 +146,13 @@ def test_its_assignment_follows_the_group_as_members_come_and_go(broker: Embedde
         assert first.assignment() == frozenset()
         await first.start()
         try:
-            await settle([first], [everything])
+            await settle(first)  # alone, it has every partition
             await second.start()
-            await settle([first, second], None)  # each has some, none twice
-            await second.stop()
-            await settle([first], [everything])  # the leaver's partitions come back
+            try:
+                await settle(first, second)
+            finally:
+                await second.stop()
+            await settle(first)  # the leaver's partitions come back
         finally:
             await first.stop()
 
