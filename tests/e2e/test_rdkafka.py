@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from itertools import chain
@@ -98,6 +99,55 @@ def test_it_reads_commits_rewinds_and_pauses_as_the_sieve_expects(broker: Embedd
             await consumer.stop()
 
     asyncio.run(scenario())
+
+
+def _fetch_thread_cpu_seconds() -> float:
+    """CPU time so far of this process's librdkafka broker threads (`rdk:broker...`, Linux `/proc`)."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if task.joinpath("comm").read_text().startswith("rdk:broker"):
+                fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_its_fetch_thread_rests_while_the_sieve_is_behind(broker: EmbeddedBroker, tmp_path: Path):
+    """A reader behind its topic keeps librdkafka's queue full; the fetch thread must then wait.
+
+    With `fetch.queue.backoff.ms` at 0 it looked for room again at once, over and over:
+    a whole core here (2.0 s of CPU in 2 s), half a core in the bench, spent on nothing
+    while the sieve worked through its backlog.
+    """
+    settings = isolated_settings(broker, tmp_path)
+    asyncio.run(ensure_topics(settings))
+
+    async def scenario() -> float:
+        await _produce_to(settings, 0, [b"x" * 1000 for _ in range(10_000)])
+        group = f"{settings.app_id}-{uuid.uuid4().hex[:6]}"
+        # A queue full at 100 records or 500 KB, which 10,000 records keep full.
+        config = {
+            **rdkafka_config(settings, group, group),
+            "queued.min.messages": 100,
+            "queued.max.messages.kbytes": 500,
+        }
+        consumer = RdkafkaConsumer(config)
+        consumer.subscribe([settings.events_topic, settings.installs_topic])
+        await consumer.start()
+        try:
+            while not await consumer.getmany(timeout_ms=500, max_records=10):
+                pass  # until the group has formed and records come
+            await asyncio.sleep(1.0)  # the queue fills up
+            before = _fetch_thread_cpu_seconds()
+            await asyncio.sleep(2.0)  # a sieve busy with what it read
+            return _fetch_thread_cpu_seconds() - before
+        finally:
+            await consumer.stop()
+
+    spent = asyncio.run(scenario())
+    assert spent < 0.3, f"librdkafka's fetch thread took {spent:.2f} s of CPU in 2 s of a full queue"
 
 
 def test_an_unreachable_broker_is_a_kafka_error_for_the_sieve(tmp_path: Path):
