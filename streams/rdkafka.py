@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # waits, it hands over what has come within one of them, as `getmany` does at once.
 _WAIT_SLICE_SECONDS = 0.02
 _METADATA_TIMEOUT_SECONDS = 10.0
+_METADATA_MIN_SECONDS = 0.5
 _ERROR_LOG_SECONDS = 10.0
 # How long librdkafka waits, once its fetch queue is full, before it looks for room
 # again: a sliver of a batch's time (5,000 records take ~90 ms here), so a reader
@@ -115,6 +116,7 @@ class RdkafkaConsumer:
         # broker) after each assignment: a topic can grow.
         self._topic_sizes: dict[str, int] = {}
         self._sizes_known = False
+        self._metadata_failed_logged_at = -_ERROR_LOG_SECONDS
         self._topics: list[str] = []
         # The assignment as of the last rebalance, read again on the consumer's thread after
         # each one: librdkafka's `assignment()` asks its main thread and waits for the answer
@@ -207,16 +209,25 @@ class RdkafkaConsumer:
                     self._partition_of(tp.topic, tp.partition) for tp in self._consumer.assignment()
                 )
             if not self._sizes_known:
-                self._learn_topic_sizes()
+                # Within what is left of the wait (but long enough for a broker that
+                # answers): with the brokers down, a metadata wait of 10 s held each of
+                # the sieve's half-second waits, and its drain at shutdown, that long.
+                left = deadline - time.monotonic()
+                self._learn_topic_sizes(min(_METADATA_TIMEOUT_SECONDS, max(_METADATA_MIN_SECONDS, left)))
             if messages or time.monotonic() >= deadline:
                 return messages
 
-    def _learn_topic_sizes(self) -> None:
+    def _learn_topic_sizes(self, timeout: float) -> None:
+        """Learn the partitions of each topic; left unknown, and asked again, if the broker cannot say."""
         assert self._consumer is not None
         try:
-            metadata = self._consumer.list_topics(timeout=_METADATA_TIMEOUT_SECONDS)
+            metadata = self._consumer.list_topics(timeout=timeout)
         except confluent_kafka.KafkaException as error:
-            log.warning("sieve: no topic metadata yet (%s)", error)
+            now = time.monotonic()
+            if now - self._metadata_failed_logged_at >= _ERROR_LOG_SECONDS:
+                # Asked again in every wait for records: logged once every 10 s at most.
+                self._metadata_failed_logged_at = now
+                log.warning("sieve: no topic metadata yet (%s)", error)
             return
         for topic in self._topics:
             found = metadata.topics.get(topic)

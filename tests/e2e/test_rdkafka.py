@@ -169,6 +169,38 @@ def test_an_unreachable_broker_is_a_kafka_error_for_the_sieve(tmp_path: Path):
     asyncio.run(scenario())
 
 
+def test_a_wait_for_records_ends_on_time_while_no_broker_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The sieve's loop (and its drain at shutdown) must not hang on the consumer during an outage.
+
+    The consumer asks for the topics' partitions once it can; that question once waited
+    10 s inside every `getmany` while no broker answered. Asked in every wait now, its
+    failure is logged once every 10 s, not every time.
+    """
+    settings = Settings.from_env({}, broker="127.0.0.1:9", data_dir=str(tmp_path))
+    consumer = RdkafkaConsumer(
+        {**rdkafka_config(settings, "nobody", "nobody"), "socket.connection.setup.timeout.ms": 1000}
+    )
+    consumer.subscribe([settings.events_topic])
+
+    async def scenario() -> list[float]:
+        await consumer.start()
+        try:
+            took = []
+            for _ in range(3):
+                started = time.monotonic()
+                assert await consumer.getmany(timeout_ms=300, max_records=5_000) == {}
+                took.append(time.monotonic() - started)
+            return took
+        finally:
+            await consumer.stop()
+
+    took = asyncio.run(scenario())
+    assert max(took) < 3, f"waits of 0.3 s took {took} s"
+    assert sum("no topic metadata yet" in record.getMessage() for record in caplog.records) == 1
+
+
 def test_its_assignment_follows_the_group_as_members_come_and_go(broker: EmbeddedBroker, tmp_path: Path):
     """`assignment()` answers from memory: it must still change with every rebalance."""
     settings = isolated_settings(broker, tmp_path)
