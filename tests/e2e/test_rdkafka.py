@@ -137,8 +137,9 @@ def test_its_fetch_thread_rests_while_the_sieve_is_behind(broker: EmbeddedBroker
         consumer.subscribe([settings.events_topic, settings.installs_topic])
         await consumer.start()
         try:
+            deadline = time.monotonic() + 30
             while not await consumer.getmany(timeout_ms=500, max_records=10):
-                pass  # until the group has formed and records come
+                assert time.monotonic() < deadline, "no record within 30 s"  # the group forms first
             await asyncio.sleep(1.0)  # the queue fills up
             before = _fetch_thread_cpu_seconds()
             await asyncio.sleep(2.0)  # a sieve busy with what it read
