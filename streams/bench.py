@@ -305,9 +305,15 @@ def _next_look_in(started: float | None, now: float, done: float, left: float) -
 
 def _cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process so far (Linux `/proc`; 0 where unreadable)."""
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def stat_cpu_seconds(stat: Path) -> float:
+    """User and system CPU time so far in a `/proc` stat file, of a process or one of its
+    threads (`/proc/PID/task/TID/stat`); 0 where unreadable."""
     try:
         # The command name in parentheses may hold spaces: count fields after it.
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0

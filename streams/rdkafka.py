@@ -106,7 +106,7 @@ class RdkafkaConsumer:
     def __init__(self, config: dict[str, Any], on_broker_error: Callable[[], None] | None = None) -> None:
         self._config = config
         self._on_broker_error = on_broker_error
-        self._last_error: tuple[str, float] = ("", 0.0)  # the code last logged, and when
+        self._warned_at: dict[str, float] = {}  # when each kind of repeated warning was last logged
         self._consumer: confluent_kafka.Consumer | None = None
         # One thread for every call that may wait: librdkafka's consumer is not to be
         # used from two threads at once, and the event loop must never wait on it.
@@ -116,7 +116,6 @@ class RdkafkaConsumer:
         # broker) after each assignment: a topic can grow.
         self._topic_sizes: dict[str, int] = {}
         self._sizes_known = False
-        self._metadata_failed_logged_at = -_ERROR_LOG_SECONDS
         self._topics: list[str] = []
         # The assignment as of the last rebalance, read again on the consumer's thread after
         # each one: librdkafka's `assignment()` asks its main thread and waits for the answer
@@ -149,14 +148,20 @@ class RdkafkaConsumer:
 
     def _broker_error(self, error: Any) -> None:
         """librdkafka's client-wide errors (a broker down, a refused connection), which it retries
-        itself: counted each time, logged when they change or every `_ERROR_LOG_SECONDS`."""
+        itself: counted each time, logged once per error code every `_ERROR_LOG_SECONDS`."""
         if self._on_broker_error is not None:
             self._on_broker_error()
-        code, now = str(error.code()), time.monotonic()  # the text names each broker and attempt
-        last_code, last_at = self._last_error
-        if code != last_code or now - last_at >= _ERROR_LOG_SECONDS:
-            self._last_error = (code, now)
-            log.warning("sieve: broker error (%s); librdkafka retries it", error.str())
+        # By code: the text names each broker and attempt.
+        self._warn_now_and_then(
+            f"broker {error.code()}", "sieve: broker error (%s); librdkafka retries it", error.str()
+        )
+
+    def _warn_now_and_then(self, kind: str, message: str, *args: Any) -> None:
+        """Log a warning that repeats while a broker is away, once per `kind` every `_ERROR_LOG_SECONDS`."""
+        now = time.monotonic()
+        if now - self._warned_at.get(kind, -_ERROR_LOG_SECONDS) >= _ERROR_LOG_SECONDS:
+            self._warned_at[kind] = now
+            log.warning(message, *args)
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         log.info("sieve: partitions assigned: %s", _describe(partitions))
@@ -223,11 +228,8 @@ class RdkafkaConsumer:
         try:
             metadata = self._consumer.list_topics(timeout=timeout)
         except confluent_kafka.KafkaException as error:
-            now = time.monotonic()
-            if now - self._metadata_failed_logged_at >= _ERROR_LOG_SECONDS:
-                # Asked again in every wait for records: logged once every 10 s at most.
-                self._metadata_failed_logged_at = now
-                log.warning("sieve: no topic metadata yet (%s)", error)
+            # Asked again in every wait for records.
+            self._warn_now_and_then("metadata", "sieve: no topic metadata yet (%s)", error)
             return
         for topic in self._topics:
             found = metadata.topics.get(topic)

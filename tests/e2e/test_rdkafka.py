@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from itertools import chain
@@ -13,6 +12,7 @@ import pytest
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from streams.bench import stat_cpu_seconds
 from streams.broker import EmbeddedBroker
 from streams.rdkafka import RdkafkaConsumer, Record, rdkafka_config
 from streams.settings import Settings
@@ -103,15 +103,15 @@ def test_it_reads_commits_rewinds_and_pauses_as_the_sieve_expects(broker: Embedd
 
 def _fetch_thread_cpu_seconds() -> float:
     """CPU time so far of this process's librdkafka broker threads (`rdk:broker...`, Linux `/proc`)."""
-    total = 0
+    total = 0.0
     for task in Path("/proc/self/task").iterdir():
         try:
-            if task.joinpath("comm").read_text().startswith("rdk:broker"):
-                fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+            fetching = task.joinpath("comm").read_text().startswith("rdk:broker")
         except OSError:
             continue  # a thread that ended meanwhile
-    return total / os.sysconf("SC_CLK_TCK")
+        if fetching:
+            total += stat_cpu_seconds(task / "stat")
+    return total
 
 
 def test_its_fetch_thread_rests_while_the_sieve_is_behind(broker: EmbeddedBroker, tmp_path: Path):
