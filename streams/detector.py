@@ -176,6 +176,8 @@ def _ages_out(state: DeviceState, newest_ms: int, catalog: Catalog) -> bool:
         not episode.firing and episode.ends_ms < episode_horizon for episode in episodes
     ):
         return True
+    if not state.reported:
+        return False  # most states: no set of known KBs to build
     # Episodes are added after the prune: one may name a KB the prune no longer knew.
     known_kbs = {install.kb for install in installs} | {episode.kb for episode in episodes}
     return any(entry.kb not in known_kbs for entry in state.reported)

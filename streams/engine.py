@@ -84,6 +84,8 @@ class Engine:
         # Inside `process_many`: each device's newest state, encoded and written once at the end.
         self._unwritten: dict[str, DeviceState] | None = None
         self._signal_counters: dict[tuple[SignalKind, str], Any] = {}
+        # Inside `process_many`: each labelled counter's signals, added to it once at the end.
+        self._signal_counts: dict[Any, int] | None = None
 
     def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:
         # A labelled child looked up each time costs as much as applying a `seen`.
@@ -91,6 +93,15 @@ class Engine:
         if counter is None:
             counter = self._signal_counters[kind, outcome] = self.metrics.signals.labels(kind.value, outcome)
         return counter
+
+    def _count_signal(self, kind: SignalKind, outcome: str) -> None:
+        counter = self._signal_counter(kind, outcome)
+        counts = self._signal_counts
+        if counts is None:
+            counter.inc()
+        else:
+            # An increment takes the metric's lock and three calls: once per batch, not per `seen`.
+            counts[counter] = counts.get(counter, 0) + 1
 
     def _full(self) -> bool:
         if self._tracked is None:
@@ -107,8 +118,7 @@ class Engine:
             # A device known only from noise needs no state: nothing of it can
             # fire or wait. This also keeps a flood of invented device names
             # from growing the table; past `max_devices`, new ones are refused.
-            outcome = "seen" if signal.kind is SignalKind.SEEN else "refused"
-            self._signal_counter(signal.kind, outcome).inc()
+            self._count_signal(signal.kind, "seen" if signal.kind is SignalKind.SEEN else "refused")
             return Output()
         return self._apply(signal, partition, self._state_of(signal.device, stored), stored is None)
 
@@ -120,14 +130,14 @@ class Engine:
             state = None
             if signal.kind is SignalKind.SEEN:
                 self._forget([signal.device])
-                self._signal_counter(signal.kind, "seen").inc()
+                self._count_signal(signal.kind, "seen")
                 return Output()
         if state is not None:
             state.partition = partition
         result = apply(state, signal, self.catalog)
         result.state.partition = partition
         self._store(result, new_device)
-        self._signal_counter(signal.kind, result.applied.value).inc()
+        self._count_signal(signal.kind, result.applied.value)
         if result.new_crash_boots:
             self.metrics.crash_boots.inc(result.new_crash_boots)
         return self._count(result)
@@ -140,23 +150,31 @@ class Engine:
         write-back view the states and watches change exactly as with one
         `process` per signal, for one write per device. Each device's state is
         also encoded once, at the end, not after every signal: the next signal
-        of the device takes the state as it was left.
+        of the device takes the state as it was left. The signals are counted
+        in `kbwatch_signals_total` once at the end too.
         """
         states, watches = self.states, self.watches
         staged_states, staged_watches = WriteBack(states), WriteBack(watches)
         self.states, self.watches = staged_states, staged_watches
         self._unwritten = {}
+        self._signal_counts = {}
         output = Output()
+        process = self.process
         try:
             for signal in signals:
-                output.extend(self.process(signal, partition))
+                step = process(signal, partition)
+                if step.alerts or step.evidence or step.resent:
+                    output.extend(step)
         finally:
             unwritten, self._unwritten = self._unwritten, None
+            counts, self._signal_counts = self._signal_counts, None
             for state in unwritten.values():
                 self._write(state)
             self.states, self.watches = states, watches
             staged_states.flush()
             staged_watches.flush()
+            for counter, count in counts.items():
+                counter.inc(count)
         return output
 
     def tick(self, fleet_ms: int, partition: int = 0, coverage: Coverage | None = None) -> Output:

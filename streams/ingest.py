@@ -208,7 +208,7 @@ class Ingest:
             del self._read_to[partition]
         released: list[tuple[Any, Sifting]] = []
         noise: Counter[tuple[Source, Sifted]] = Counter()
-        sift = self.sieve.sift
+        sift, timed = self.sieve.sift, self._timed
         for partition, messages in batch.items():
             if not messages:
                 continue
@@ -219,7 +219,7 @@ class Ingest:
                 # Most records are Winlogbeat noise: nothing to send, hold or order,
                 # only counted, by what is left once the others are kept.
                 if results is not ONLY_WINLOGBEAT_NOISE:
-                    records.append(self._timed(message, results))
+                    records.append(timed(message, results))
             if len(records) < len(messages):
                 noise[source, Sifted.IRRELEVANT] += len(messages) - len(records)
             self._read_to[partition] = messages[-1].offset + 1
@@ -290,33 +290,42 @@ class Ingest:
         if not seen:
             self._seen_since = time.monotonic()
         observe = self.clock.observe
+        clock_limit_ms = now_ms + MAX_CLOCK_SKEW_MS
+        # Per input partition: its source, and the newest event time it released here.
+        sources: dict[Any, Source] = {}
+        partition_time = self._partition_time
         for partition, record in released:
             message, results = record.item
-            source = self._source(partition)
+            source = sources.get(partition)
+            if source is None:
+                source = sources[partition] = self._source(partition)
+            any_rejected = False
             for result in results:
-                sifted, signal = result.sifted, result.signal
-                if not result.event_ms and signal is None and result.rejected is None:
+                sifted, signal, event_ms = result.sifted, result.signal, result.event_ms
+                if not event_ms and signal is None and result.rejected is None:
                     outcomes[source, sifted] += 1  # noise of other formats
                     continue
                 if signal is not None and signal.kind is SignalKind.SEEN and not seen.add(signal):
                     sifted = Sifted.IRRELEVANT  # the same bucket again, from another input partition
                 outcomes[source, sifted] += 1
-                newest_ms = max(newest_ms, result.event_ms)
-                if source is Source.WINLOGBEAT and result.event_ms <= now_ms + MAX_CLOCK_SKEW_MS:
+                if event_ms > newest_ms:
+                    newest_ms = event_ms
+                if source is Source.WINLOGBEAT and event_ms <= clock_limit_ms:
                     # Install reports arrive late or in bulk (WUfB exports), and a
                     # device clock far ahead is wrong: neither moves the fleet clock.
                     if signal is not None:
-                        observe(result.event_ms, signal.device)
-                    self._partition_time[partition] = max(
-                        self._partition_time.get(partition, 0), result.event_ms
-                    )
+                        observe(event_ms, signal.device)
+                    # max(): a partition's first record sets its time even without one (0).
+                    if event_ms > partition_time.get(partition, -1):
+                        partition_time[partition] = event_ms
                 if signal is not None and signal.kind is not SignalKind.SEEN:
                     value, key = signal.to_wire(), signal.device.encode()
                     pending.append(await self._producer.send(settings.signals_topic, value=value, key=key))
                 elif result.rejected is not None:
                     reasons[result.rejected.reason.value] += 1
-            rejected = [result.rejected for result in results if result.rejected is not None]
-            if rejected:
+                    any_rejected = True
+            if any_rejected:
+                rejected = [result.rejected for result in results if result.rejected is not None]
                 # One dead letter per message, however many of its records were refused.
                 first = rejected[0]
                 if len(results) > 1:

@@ -218,9 +218,9 @@ class Sieve:
         name = host.get("name") if host is not None else None
         if not isinstance(name, str):
             name = winlog.get("computer_name")
-        seen = Seen(device, name[:255] if isinstance(name, str) else "", stamp)
         # The clock only now: four records in five never need it.
-        return self._new_seen(seen, self._clock(), _WINLOGBEAT)
+        host_name = name[:255] if isinstance(name, str) else ""
+        return self._new_seen(device, host_name, stamp, self._clock(), _WINLOGBEAT)
 
     def _remember_noise_id(self, provider: str, raw_id: str | int, noise_ids: set[str | int] | None) -> None:
         """Remember a noise id of `provider` (whose set is `noise_ids`, None if it has none yet).
@@ -252,17 +252,19 @@ class Sieve:
     def _seen(self, seen: Seen, now_ms: int) -> SieveResult:
         if self._sent.sent(seen.device, seen.stamp):
             return _IRRELEVANT
-        return self._new_seen(seen, now_ms)
+        return self._new_seen(seen.device, seen.host, seen.stamp, now_ms)
 
-    def _new_seen(self, seen: Seen, now_ms: int, input_format: str = "") -> SieveResult:
+    def _new_seen(
+        self, device: str, host: str, stamp: str, now_ms: int, input_format: str = ""
+    ) -> SieveResult:
         """A `seen` whose bucket has not been sent: the signal, and the bucket remembered."""
         try:
-            time_ms = parse_event_time(seen.stamp, now_ms)
+            time_ms = parse_event_time(stamp, now_ms)
         except BadTimestamp as error:
             return replace(_reject(RejectReason.BAD_TIMESTAMP, str(error)), input_format=input_format)
-        self._sent.mark(seen.device, seen.stamp)
+        self._sent.mark(device, stamp)
         floored = time_ms - time_ms % SEEN_GRANULARITY_MS
-        signal = Signal(device=seen.device, kind=SignalKind.SEEN, time_ms=floored, host=seen.host)
+        signal = Signal(device=device, kind=SignalKind.SEEN, time_ms=floored, host=host)
         return SieveResult(Sifted.SEEN, signal=signal, event_ms=time_ms, input_format=input_format)
 
 

@@ -78,7 +78,7 @@ class Signal:
             if value:
                 wire[key] = value
         if self.seen:
-            wire["m"] = [list(entry) for entry in self.seen]
+            wire["m"] = self.seen  # orjson writes a tuple as the same array as a list
         if self.coverage is not None:
             wire["w"] = list(self.coverage.partitions)
             wire["n"] = self.coverage.total
@@ -128,9 +128,13 @@ def seen_many(signals: list[Signal]) -> Signal:
     device without state, which the device agent drops at once: one message per
     partition and batch spares the broker and Faust's per-event path nearly all.
     """
-    newest = max(signal.time_ms for signal in signals)
-    entries = tuple((signal.device, signal.time_ms, signal.host) for signal in signals)
-    return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=entries)
+    return _seen_many([(signal.device, signal.time_ms, signal.host) for signal in signals])
+
+
+def _seen_many(entries: list[tuple[str, int, str]]) -> Signal:
+    """`seen_many` of entries already made: (device, time_ms, host) each."""
+    newest = max(time_ms for _, time_ms, _ in entries)
+    return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=tuple(entries))
 
 
 class SeenBatch:
@@ -146,7 +150,8 @@ class SeenBatch:
     def __init__(self, partitions: int) -> None:
         self._partitions = partitions
         self._entries: set[tuple[str, int, str]] = set()
-        self._by_partition: dict[int, list[Signal]] = {}
+        # Each partition's entries as they go on the wire: no `Signal` is made again from them.
+        self._by_partition: dict[int, list[tuple[str, int, str]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -157,7 +162,7 @@ class SeenBatch:
         if entry in self._entries:
             return False
         self._entries.add(entry)
-        self._by_partition.setdefault(partition_of(signal.device, self._partitions), []).append(signal)
+        self._by_partition.setdefault(partition_of(signal.device, self._partitions), []).append(entry)
         return True
 
     def messages(self) -> list[tuple[int, Signal]]:
@@ -167,9 +172,9 @@ class SeenBatch:
         many `seen` signals the sieve let wait.
         """
         return [
-            (partition, seen_many(signals[start : start + MAX_SEEN_PER_MESSAGE]))
-            for partition, signals in self._by_partition.items()
-            for start in range(0, len(signals), MAX_SEEN_PER_MESSAGE)
+            (partition, _seen_many(entries[start : start + MAX_SEEN_PER_MESSAGE]))
+            for partition, entries in self._by_partition.items()
+            for start in range(0, len(entries), MAX_SEEN_PER_MESSAGE)
         ]
 
     def clear(self) -> None:

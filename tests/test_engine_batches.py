@@ -91,6 +91,19 @@ def test_a_fleet_through_seen_batches_ends_as_one_signal_at_a_time_with_fewer_wr
     assert many_output.evidence == one_output.evidence
     assert many_output.alerts  # the fleet's incidents fired
     assert sum(many_store.writes.values()) < sum(one_store.writes.values()) / 2
+    # A batch adds its signals to `kbwatch_signals_total` once, at its end: the same counts.
+    assert signal_counts(many) == signal_counts(one)
+    assert signal_counts(one)["seen", "seen"] > 1000
+
+
+def signal_counts(engine: Engine) -> dict[tuple[str, str], float]:
+    """`kbwatch_signals_total` by (kind, outcome), as the engine counted them."""
+    (family,) = engine.metrics.signals.collect()
+    return {
+        (sample.labels["kind"], sample.labels["outcome"]): sample.value
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value
+    }
 
 
 @pytest.mark.parametrize("seed", [3, 4])
