@@ -94,7 +94,7 @@ class Signal:
         if "w" in wire:
             partitions = tuple(int(partition) for partition in wire["w"])
             coverage = Coverage(partitions, int(wire["n"]), bool(wire.get("i", 0)))
-        seen = tuple((str(device), int(time_ms), str(host)) for device, time_ms, host in wire.get("m", ()))
+        seen = tuple([(str(device), int(time_ms), str(host)) for device, time_ms, host in wire.get("m", ())])
         return cls(
             device=str(wire["d"]),
             kind=SignalKind(wire["k"]),
