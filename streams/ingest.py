@@ -291,7 +291,7 @@ class Ingest:
             self._seen_since = time.monotonic()
         observe = self.clock.observe
         clock_limit_ms = now_ms + MAX_CLOCK_SKEW_MS
-        # Per input partition: its source, and the newest event time it released here.
+        # Each input partition's source, looked up once a batch instead of once a record.
         sources: dict[Any, Source] = {}
         partition_time = self._partition_time
         for partition, record in released:
