@@ -121,18 +121,13 @@ class Signal:
         ]
 
 
-def seen_many(signals: list[Signal]) -> Signal:
-    """Several `seen` signals (of devices of one partition) as one message.
+def seen_many(entries: list[tuple[str, int, str]]) -> Signal:
+    """Several `seen` signals (of devices of one partition) as one message: (device, time_ms, host) each.
 
     In the benchmark's fleet stream 96 % of signals are `seen`, and most name a
     device without state, which the device agent drops at once: one message per
     partition and batch spares the broker and Faust's per-event path nearly all.
     """
-    return _seen_many([(signal.device, signal.time_ms, signal.host) for signal in signals])
-
-
-def _seen_many(entries: list[tuple[str, int, str]]) -> Signal:
-    """`seen_many` of entries already made: (device, time_ms, host) each."""
     newest = max(time_ms for _, time_ms, _ in entries)
     return Signal(device="", kind=SignalKind.SEEN_MANY, time_ms=newest, seen=tuple(entries))
 
@@ -172,7 +167,7 @@ class SeenBatch:
         many `seen` signals the sieve let wait.
         """
         return [
-            (partition, _seen_many(entries[start : start + MAX_SEEN_PER_MESSAGE]))
+            (partition, seen_many(entries[start : start + MAX_SEEN_PER_MESSAGE]))
             for partition, entries in self._by_partition.items()
             for start in range(0, len(entries), MAX_SEEN_PER_MESSAGE)
         ]

@@ -74,9 +74,7 @@ def test_signals_on_the_wire_match_their_schema():
         Signal(device="", kind=SignalKind.TICK, time_ms=T0),
         Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((0, 3), 8)),
         Signal(device="", kind=SignalKind.TICK, time_ms=T0, coverage=Coverage((1,), 8, idle=True)),
-        seen_many(
-            [Signal("pc-1", SignalKind.SEEN, T0, host="PC-1"), Signal("pc-2", SignalKind.SEEN, T0 + 1)]
-        ),
+        seen_many([("pc-1", T0, "PC-1"), ("pc-2", T0 + 1, "")]),
     ]
     for signal in [*crash_boot_signals(T0, 10), *ticks]:
         jsonschema.validate(codec.loads(signal.to_wire()), schema("signal"))

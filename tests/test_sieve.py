@@ -319,7 +319,7 @@ def test_seen_many_carries_each_seen_signal_back_out():
         Signal("pc-1", SignalKind.SEEN, 600_000, host="PC-1"),
         Signal("pc-2", SignalKind.SEEN, 1_200_000),
     ]
-    message = Signal.from_wire(seen_many(signals).to_wire())
+    message = Signal.from_wire(seen_many([(s.device, s.time_ms, s.host) for s in signals]).to_wire())
     assert message.kind is SignalKind.SEEN_MANY and message.time_ms == 1_200_000
     assert message.expand() == signals
 
