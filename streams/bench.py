@@ -12,6 +12,11 @@ On one topic of realistic Winlogbeat documents (the simulator's fleet, or
 - alert latency at half the product's rate: producing the record that
   completes a boot loop to its alert on the alerts topic;
 - memory: the worker's peak RSS, and state bytes per device at 100,000 devices.
+
+With `--rounds N` the ceiling, Quix and the worker are measured N times in
+turn, and each figure is the median of its rounds: a shared VM's speed drifts
+within a run, and a ceiling measured fast beside a worker measured slow says
+more about the minute than about kbwatch. Faust, far behind, runs once.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class BenchPlan:
     sieve_client: str = "aiokafka"  # the sieve consumer's Kafka client (KBWATCH_SIEVE_CLIENT)
     workers: int = 1  # above 1: also N workers in one group, for the scaling figure
     keyed: bool = False  # key each record by its device, as several workers want (README)
+    # Ceiling, Quix and worker measured this many times, in turn, each figure their median:
+    # on a shared VM the machine's speed drifts over a run (README, Performance).
+    rounds: int = 1
 
 
 def progress(text: str) -> None:
@@ -212,6 +220,27 @@ def product(settings: Settings, workdir: Path, count: int, broker_pid: int | Non
         return run, _peak_rss(process.pid)
     finally:
         stop_worker(process)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One round of the measures taken in turn: the ceiling, Quix (None when skipped) and a worker."""
+
+    ceiling_rate: float
+    quix_rate: float | None
+    product: GroupRun
+    peak_rss: int
+
+    @property
+    def product_rate(self) -> float:
+        return self.product.records_per_second or 0.0
+
+
+def median_round(rounds: list[Round]) -> Round:
+    """The round whose worker read at the median rate (the lower of the two middle ones):
+    the worker's CPU shares are reported from it."""
+    ordered = sorted(rounds, key=lambda round_: round_.product_rate)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def several_workers(
@@ -504,14 +533,10 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         asyncio.run(create_topic(bootstrap, topic, plan.partitions))
         asyncio.run(produce(bootstrap, topic, records, device_keys(records) if plan.keyed else None))
         count = len(records)
-        progress("ceiling: bare aiokafka getmany + orjson.loads")
-        ceiling_rate = asyncio.run(ceiling(bootstrap, topic, count))
-        faust_rate = quix_rate = None
+        faust_rate = None
         if not plan.skip_peers:
             progress("peer: a faust-streaming agent with a table")
             faust_rate = peer("faust", bootstrap, topic, count, plan.partitions, workdir)
-            progress("peer: Quix Streams with its state store")
-            quix_rate = peer("quix", bootstrap, topic, count, plan.partitions, workdir)
         prefix = f"bench{uuid.uuid4().hex[:6]}"
         base = Settings.from_env(
             {},
@@ -529,11 +554,29 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         settings = replace(base.isolated(prefix), events_topic=topic)
         from streams.topics import ensure_topics
 
-        asyncio.run(ensure_topics(settings))
-        progress("product: a kbwatch worker, first record to last")
         broker_pid = embedded.pid if embedded is not None else None
-        single, peak_rss = product(settings, workdir, count, broker_pid)
-        product_rate = single.records_per_second or 0.0
+        rounds: list[Round] = []
+        for number in range(1, plan.rounds + 1):
+            of = f" (round {number} of {plan.rounds})" if plan.rounds > 1 else ""
+            progress(f"ceiling: bare aiokafka getmany + orjson.loads{of}")
+            ceiling_rate = asyncio.run(ceiling(bootstrap, topic, count))
+            quix_rate = None
+            if not plan.skip_peers:
+                progress(f"peer: Quix Streams with its state store{of}")
+                quix_rate = peer("quix", bootstrap, topic, count, plan.partitions, workdir)
+            # Each round's worker starts afresh: its own group, topics and state.
+            own = settings if number == 1 else settings.isolated(f"{prefix}-round{number}")
+            own = replace(own, events_topic=topic, data_dir=f"{settings.data_dir}-round{number}")
+            asyncio.run(ensure_topics(own))
+            progress(f"product: a kbwatch worker, first record to last{of}")
+            run, rss = product(own, workdir, count, broker_pid)
+            rounds.append(Round(ceiling_rate, quix_rate, run, rss))
+        single = median_round(rounds).product
+        product_rate = statistics.median(round_.product_rate for round_ in rounds)
+        ceiling_rate = statistics.median(round_.ceiling_rate for round_ in rounds)
+        quix_rates = [round_.quix_rate for round_ in rounds if round_.quix_rate]
+        quix_rate = statistics.median(quix_rates) if quix_rates else None
+        peak_rss = max(round_.peak_rss for round_ in rounds)
         several = None
         if plan.workers > 1:
             progress(f"scaling: {plan.workers} workers in one consumer group")
@@ -558,6 +601,12 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
         plan, count, ceiling_rate, faust_rate, quix_rate, product_rate, latencies, state_bytes, peak_rss
     )
     figures["workers"] = plan.workers
+    figures["rounds"] = plan.rounds
+    figures["round_records_per_second"] = [round(round_.product_rate) for round_ in rounds]
+    figures["round_ceiling_records_per_second"] = [round(round_.ceiling_rate) for round_ in rounds]
+    figures["round_quix_records_per_second"] = [
+        round(round_.quix_rate) if round_.quix_rate else None for round_ in rounds
+    ]
     workers_rate = several.records_per_second if several is not None else None
     figures["workers_records_per_second"] = round(workers_rate) if workers_rate else None
     figures["speedup_over_one_worker"] = round(workers_rate / product_rate, 2) if workers_rate else None

@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="key each record by device (one partition per device; default unkeyed, as Winlogbeat ships)",
     )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the ceiling, Quix and the worker this many times in turn; report medians (1)",
+    )
     bench.add_argument("--json", action="store_true", help="end with the figures as one JSON line")
     bench.set_defaults(run=_run_bench)
 
@@ -305,9 +311,13 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         sieve_client=arguments.sieve_client,
         workers=arguments.workers,
         keyed=arguments.keyed,
+        rounds=arguments.rounds,
     )
     if plan.workers < 1:
         print("kbwatch bench: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if plan.rounds < 1:
+        print("kbwatch bench: --rounds must be at least 1", file=sys.stderr)
         return 2
     figures = run_bench(plan, broker=arguments.broker)
     print(table(figures))

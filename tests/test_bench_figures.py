@@ -6,7 +6,17 @@ import os
 import time
 
 from streams import codec, documents
-from streams.bench import LOOK_SECONDS, MAX_LOOK_SECONDS, _cpu_line, _cpu_seconds, _next_look_in, device_keys
+from streams.bench import (
+    LOOK_SECONDS,
+    MAX_LOOK_SECONDS,
+    GroupRun,
+    Round,
+    _cpu_line,
+    _cpu_seconds,
+    _next_look_in,
+    device_keys,
+    median_round,
+)
 from tests.builders import DEVICE, HOST, T0
 
 
@@ -49,3 +59,15 @@ def test_a_keyed_bench_topic_keys_each_record_by_the_device_kbwatch_names():
     del by_name["host"]["id"]
     records = [named, codec.dumps(by_name), b"not json", b"[1, 2]", codec.dumps({"winlog": {}})]
     assert device_keys(records) == [DEVICE.encode(), HOST.name.lower().encode(), None, None, None]
+
+
+def _round(product_rate: float, ceiling_rate: float = 50_000.0) -> Round:
+    return Round(ceiling_rate, None, GroupRun(product_rate, (0.9,), 0.3), peak_rss=1)
+
+
+def test_the_cpu_shares_of_several_rounds_come_from_the_round_at_the_median():
+    rounds = [_round(30_000.0), _round(20_000.0), _round(25_000.0)]
+    assert median_round(rounds).product_rate == 25_000.0
+    # Of two middle rounds, the slower: shares one run did show, not a blend of two.
+    assert median_round([_round(30_000.0), _round(20_000.0)]).product_rate == 20_000.0
+    assert median_round([_round(0.0)]).product_rate == 0.0

@@ -30,6 +30,7 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
     command = [sys.executable, "-m", "streams.cli", "bench", "--devices", "20", "--incidents", "5"]
     command += ["--state-devices", "300", "--skip-peers", "--store", "rocksdb://", "--workers", "2", "--json"]
     command += ["--sieve-client", "librdkafka"]  # aiokafka, the default, runs in the other end-to-end tests
+    command += ["--rounds", "2"]
     completed = subprocess.run(command, capture_output=True, timeout=300)
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     figures = orjson.loads(completed.stdout.decode().strip().splitlines()[-1])
@@ -42,6 +43,12 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
     assert figures["store"] == "rocksdb://"
     assert figures["sieve_client"] == "librdkafka"
     assert figures["workers"] == 2
+    assert figures["rounds"] == 2
+    each = figures["round_records_per_second"]
+    assert len(each) == 2 and len(figures["round_ceiling_records_per_second"]) == 2
+    assert figures["round_quix_records_per_second"] == [None, None]  # peers skipped
+    assert min(each) - 1 <= figures["records_per_second"] <= max(each) + 1  # their median
+    assert "(round 2 of 2)" in completed.stderr.decode()
     scaled = figures["workers_records_per_second"]
     assert (scaled is not None and scaled > 0 and figures["speedup_over_one_worker"] > 0) or (
         b"no figure" in completed.stderr
