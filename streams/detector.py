@@ -106,21 +106,52 @@ def fold(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
     return Result(current, alerts, applied, new_crash_boots, evidence, new_loops)
 
 
+@dataclass(frozen=True, slots=True)
+class ClockLimits:
+    """When a `seen` can only move a state's clock and names, whatever its newest time then.
+
+    Worked out once per state: they depend on its lists alone, which a `seen`
+    taking the quick path leaves as they are, so a run of such `seen` (a
+    `seen_many` names a device once per ten minutes it held) is judged by
+    these few comparisons each (`Engine.process_seen`).
+    """
+
+    epoch_end_ms: int  # from here a new exposure epoch starts
+    ages_out_ms: int  # as newest time, from here `_prune` would change a list
+    returns: tuple[tuple[int, int], ...]  # (after, before): a `seen` between moves a restart's return
+
+    def allow(self, time_ms: int, newest_ms: int) -> bool:
+        """Whether a `seen` at `time_ms` only moves the clock of a state whose newest time is `newest_ms`."""
+        if time_ms >= self.epoch_end_ms or (time_ms > newest_ms and time_ms >= self.ages_out_ms):
+            return False
+        return not any(after < time_ms < before for after, before in self.returns)
+
+
+def clock_limits(state: DeviceState, catalog: Catalog) -> ClockLimits | None:
+    """`ClockLimits` of `state`; None when any `seen` could do more (something fires or waits)."""
+    if _watching(state, catalog):
+        return None
+    returns = tuple(
+        (restart.time_ms + SHUTDOWN_GRACE_MS, restart.back_ms)
+        for restart in state.restarts
+        if restart.back_ms
+    )
+    epoch_end_ms = (state.exposure_epoch + 1) * EXPOSURE_EPOCH_MS
+    return ClockLimits(epoch_end_ms, _ages_out_at(state, catalog), returns)
+
+
 def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result | None:
     """A `seen` that can only move the device's clock and names: `fold`'s result, cheaply.
 
     None whenever it could do more, and `fold` decides: something fires or
     waits, a restart's return moves earlier, a new exposure epoch starts, or
-    the later clock lets a kept record age out. The lists are then shared with
-    `state`, which is safe: the detector never changes a list it was given.
+    the later clock lets a kept record age out (`clock_limits`). The lists are
+    then shared with `state`, which is safe: the detector never changes a list
+    it was given.
     """
     time_ms = signal.time_ms
-    if _watching(state, catalog) or time_ms // EXPOSURE_EPOCH_MS > state.exposure_epoch:
-        return None
-    for restart in state.restarts:
-        if restart.time_ms + SHUTDOWN_GRACE_MS < time_ms < restart.back_ms:
-            return None
-    if time_ms > state.newest_ms and _ages_out(state, time_ms, catalog):
+    limits = clock_limits(state, catalog)
+    if limits is None or not limits.allow(time_ms, state.newest_ms):
         return None
     if time_ms <= state.newest_ms and _notes_nothing(state, signal):
         # A repeat, or an older bucket read after a newer one: no copy to make.
@@ -149,38 +180,48 @@ def _clock_only(state: DeviceState, signal: Signal, catalog: Catalog) -> Result 
     return Result(current, [], Applied.SEEN)
 
 
-def _ages_out(state: DeviceState, newest_ms: int, catalog: Catalog) -> bool:
-    """Whether `_prune` at `newest_ms` would change any list of a state it already pruned.
+# As a newest time: a state whose lists `_prune` would change at any time, or at none.
+_ALWAYS = -(2**63)
+_NEVER = 2**63
+
+
+def _ages_out_at(state: DeviceState, catalog: Catalog) -> int:
+    """The first newest time at which `_prune` would change a list of a state it already pruned.
 
     A pruned state's lists are sorted and within their limits (whatever the
-    catalog was), so the first entry of each tells.
+    catalog was), so the first entry of each tells. Times are whole
+    milliseconds: an entry ages out once the newest time is past its
+    retention by one.
     """
     limits = catalog.limits
-    horizon = newest_ms - limits.marker_retention_ms
+    at = _NEVER
     for kept, most in (
         (state.markers, limits.max_markers),
         (state.hello, limits.max_hello_markers),
         (state.app_crashes, limits.max_app_crashes),
         (state.restarts, limits.max_restarts),
     ):
-        if len(kept) > most or (kept and kept[0].time_ms < horizon):
-            return True
+        if len(kept) > most:
+            return _ALWAYS
+        if kept:
+            at = min(at, kept[0].time_ms + limits.marker_retention_ms + 1)
     installs = state.installs
-    if len(installs) > limits.max_installs or (
-        installs and installs[0].time_ms < newest_ms - limits.install_retention_ms
-    ):
-        return True
-    episode_horizon = newest_ms - limits.episode_retention_ms
+    if len(installs) > limits.max_installs:
+        return _ALWAYS
+    if installs:
+        at = min(at, installs[0].time_ms + limits.install_retention_ms + 1)
     episodes = state.episodes
-    if len(episodes) > limits.max_episodes or any(
-        not episode.firing and episode.ends_ms < episode_horizon for episode in episodes
-    ):
-        return True
-    if not state.reported:
-        return False  # most states: no set of known KBs to build
-    # Episodes are added after the prune: one may name a KB the prune no longer knew.
-    known_kbs = {install.kb for install in installs} | {episode.kb for episode in episodes}
-    return any(entry.kb not in known_kbs for entry in state.reported)
+    if len(episodes) > limits.max_episodes:
+        return _ALWAYS
+    for episode in episodes:
+        if not episode.firing:
+            at = min(at, episode.ends_ms + limits.episode_retention_ms + 1)
+    if state.reported:
+        # Episodes are added after the prune: one may name a KB the prune no longer knew.
+        known_kbs = {install.kb for install in installs} | {episode.kb for episode in episodes}
+        if any(entry.kb not in known_kbs for entry in state.reported):
+            return _ALWAYS
+    return at
 
 
 def is_expired(state: DeviceState, fleet_time_ms: int, catalog: Catalog) -> bool:

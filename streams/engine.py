@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streams import codec
 from streams.alerts import Alert
 from streams.catalog import Catalog
-from streams.detector import Result, apply, is_expired, said_so_far, silence_deadline
+from streams.detector import (
+    ClockLimits,
+    Result,
+    apply,
+    clock_limits,
+    is_expired,
+    said_so_far,
+    silence_deadline,
+)
 from streams.device import DeviceState
 from streams.evidence import Evidence
 from streams.metrics import Metrics, stop_code_label
@@ -52,6 +60,20 @@ class Output:
         self.alerts += other.alerts
         self.evidence += other.evidence
         self.resent += other.resent
+
+
+# What a `seen_many` carries per device: (device, time_ms, host).
+SeenEntry = tuple[str, int, str]
+
+
+@dataclass(slots=True)
+class _Clock:
+    """A device's `seen` within a batch that only moved its clock: noted here, folded into its state once."""
+
+    state: DeviceState  # the state they apply to, as it was when the first of them came
+    limits: ClockLimits
+    newest_ms: int
+    host: str
 
 
 class Engine:
@@ -86,6 +108,8 @@ class Engine:
         self._signal_counters: dict[tuple[SignalKind, str], Any] = {}
         # Inside `process_many`: each labelled counter's signals, added to it once at the end.
         self._signal_counts: dict[Any, int] | None = None
+        # Inside `process_many`: the devices whose `seen` have only moved their clocks so far.
+        self._clocks: dict[str, _Clock] | None = None
 
     def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:
         # A labelled child looked up each time costs as much as applying a `seen`.
@@ -150,22 +174,43 @@ class Engine:
         write-back view the states and watches change exactly as with one
         `process` per signal, for one write per device. Each device's state is
         also encoded once, at the end, not after every signal: the next signal
-        of the device takes the state as it was left. The signals are counted
-        in `kbwatch_signals_total` once at the end too.
+        of the device takes the state as it was left. A `seen` that can only
+        move its device's clock and names (`ClockLimits`, most of them) is noted
+        beside the state and folded into it once, when the device's next other
+        signal comes or at the end. The signals are counted in
+        `kbwatch_signals_total` once at the end too.
         """
+        return self._batch(signals, partition)
+
+    def process_seen(self, entries: Iterable[SeenEntry], partition: int = 0) -> Output:
+        """A `seen_many`'s entries (device, time_ms, host): `process_many` of their `seen`
+        signals, without making a `Signal` of each."""
+        return self._batch(entries, partition)
+
+    def _batch(self, items: Iterable[Signal | SeenEntry], partition: int) -> Output:
         states, watches = self.states, self.watches
         staged_states, staged_watches = WriteBack(states), WriteBack(watches)
         self.states, self.watches = staged_states, staged_watches
         self._unwritten = {}
         self._signal_counts = {}
+        self._clocks = {}
         output = Output()
-        process = self.process
+        process, seen = self.process, self._seen
         try:
-            for signal in signals:
-                step = process(signal, partition)
-                if step.alerts or step.evidence or step.resent:
+            for item in items:
+                if isinstance(item, tuple):
+                    step = seen(item[0], item[1], item[2], partition)
+                elif item.kind is SignalKind.SEEN:
+                    step = seen(item.device, item.time_ms, item.host, partition)
+                else:
+                    self._settle(item.device, partition)
+                    step = process(item, partition)
+                if step is not None and (step.alerts or step.evidence or step.resent):
                     output.extend(step)
         finally:
+            for device in list(self._clocks):
+                self._settle(device, partition)
+            self._clocks = None
             unwritten, self._unwritten = self._unwritten, None
             counts, self._signal_counts = self._signal_counts, None
             for state in unwritten.values():
@@ -176,6 +221,50 @@ class Engine:
             for counter, count in counts.items():
                 counter.inc(count)
         return output
+
+    def _seen(self, device: str, time_ms: int, host: str, partition: int) -> Output | None:
+        """A `seen` inside a batch: noted beside its device's state when that is all it can do."""
+        assert self._clocks is not None and self._unwritten is not None
+        clock = self._clocks.get(device)
+        if clock is None:
+            state = self._unwritten.get(device)
+            if state is None:
+                stored = self.states.get(device)
+                if stored is None:
+                    self._count_signal(SignalKind.SEEN, "seen")  # as `process`: nothing of it to keep
+                    return None
+                state = self._state_of(device, stored)
+            limits = clock_limits(state, self.catalog) if state is not None else None
+            if state is not None and limits is not None:
+                clock = self._clocks[device] = _Clock(state, limits, state.newest_ms, state.host)
+        # Not idle past the limit either: `process` would forget such a device (`_apply`).
+        if (
+            clock is not None
+            and time_ms - clock.newest_ms <= self.catalog.limits.idle_device_ttl_ms
+            and clock.limits.allow(time_ms, clock.newest_ms)
+        ):
+            # `detector._note_device`, for a signal that names no build or architecture.
+            if time_ms >= clock.newest_ms:
+                clock.newest_ms = time_ms
+                clock.host = host or clock.host
+            elif not clock.host:
+                clock.host = host
+            self._count_signal(SignalKind.SEEN, "seen")
+            return None
+        self._settle(device, partition)
+        signal = Signal(device=device, kind=SignalKind.SEEN, time_ms=time_ms, host=host)
+        return self.process(signal, partition)
+
+    def _settle(self, device: str, partition: int) -> None:
+        """Fold the clock noted for `device` (if any) into its state, for what comes next."""
+        assert self._clocks is not None and self._unwritten is not None
+        clock = self._clocks.pop(device, None)
+        if clock is None:
+            return
+        state = clock.state
+        if clock.newest_ms != state.newest_ms or clock.host != state.host or state.partition != partition:
+            state = replace(state, newest_ms=clock.newest_ms, host=clock.host, partition=partition)
+        self._unwritten[device] = state
 
     def tick(self, fleet_ms: int, partition: int = 0, coverage: Coverage | None = None) -> Output:
         """The fleet clock reached `fleet_ms`: judge the silences due on `partition`.

@@ -94,7 +94,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             if signal.kind is SignalKind.TICK:
                 output = engine.tick(signal.time_ms, partition, signal.coverage)
             elif signal.kind is SignalKind.SEEN_MANY:
-                output = engine.process_many(signal.expand(), partition)
+                output = engine.process_seen(signal.seen, partition)
             else:
                 output = engine.process(signal, partition)
             await send_alerts(output.alerts)

@@ -8,17 +8,19 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.catalog import Catalog
-from streams.detector import _clock_only, apply, fold
-from streams.device import DeviceState
+from streams.catalog import Catalog, StateLimits
+from streams.detector import _ages_out_at, _clock_only, _copy, _prune, apply, fold
+from streams.device import DeviceState, Episode, Reported
 from streams.engine import Engine, Output, WriteBack
 from streams.metrics import Metrics
 from streams.sieve import Sieve
 from streams.signals import SeenBatch, Signal, SignalKind
 from streams.simulate import FleetPlan, spring_2025
 from streams.timeutil import HOUR_MS, MINUTE_MS
-from tests.builders import DEVICE, T0, crash_boot_signals, install, restart, seen
+from tests.builders import DEVICE, T0, app_crash, crash_boot_signals, hello, install, restart, seen
 
 
 class CountingStore(MutableMapping[str, bytes]):
@@ -141,7 +143,7 @@ def test_a_seen_many_that_leaves_out_repeats_ends_as_applying_every_repeat(seed)
             kept = [batch.add(signal) for signal in repeated[index:end]]
             assert not all(kept)
             ((_, message),) = batch.messages()
-            once_output.extend(once.process_many(message.expand(), partition=0))
+            once_output.extend(once.process_seen(message.seen, partition=0))
         else:
             once_output.extend(once.process(repeated[index], partition=0))
         index = end
@@ -283,3 +285,162 @@ def test_a_seen_that_notes_nothing_new_leaves_the_state_as_it_is():
     shortcut = _clock_only(state, renamed, Catalog())
     assert shortcut is not None and shortcut.state is not state
     assert shortcut.state.host == "PC-RENAMED" == fold(state, renamed, Catalog()).state.host
+
+
+HISTORIES = {
+    "installed": [install(T0)],
+    "back from a restart": [install(T0), restart(RESTART_AT, 7), seen(RESTART_AT + 40 * MINUTE_MS)],
+    "awaiting a return": [install(T0), restart(RESTART_AT, 7)],
+    "boot loop firing": BOOTED,
+    "crashes ageing out": [*BOOTED[:3], seen(T0 + 49 * HOUR_MS - MINUTE_MS)],
+    "unknown": [],
+}
+# The name each history's records carry: a device whose collector sent none yet has no name.
+HISTORY_HOSTS = {"installed": "", "back from a restart": "PC-00042"}
+IDLE_MS = Catalog().limits.idle_device_ttl_ms
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    history=st.sampled_from(sorted(HISTORIES)),
+    entries=st.lists(
+        st.tuples(
+            st.one_of(
+                st.integers(-120, 80 * 60).map(lambda offset: T0 + offset * MINUTE_MS),
+                st.sampled_from([T0 + IDLE_MS + 50 * HOUR_MS, T0 + IDLE_MS + 3 * HOUR_MS]),
+            ),
+            st.sampled_from(["", "PC-00042", "PC-RENAMED"]),
+        ),
+        max_size=12,
+    ),
+)
+def test_a_seen_many_noted_beside_the_state_ends_as_one_seen_at_a_time(history, entries):
+    # Names that change, times older, as old and newer than the clock, inside a
+    # restart's return, past an epoch, a retention or the idle limit.
+    def engine() -> tuple[Engine, CountingStore, CountingStore]:
+        store, watches = CountingStore(), CountingStore()
+        built = Engine(store, Catalog(), Metrics.create(), watches)
+        for signal in HISTORIES[history]:
+            built.process(replace(signal, host=HISTORY_HOSTS.get(history, "PC-00042")), partition=0)
+        return built, store, watches
+
+    batched, batched_store, batched_watches = engine()
+    one, one_store, one_watches = engine()
+    noted = [(DEVICE, time_ms, host) for time_ms, host in entries]
+    batched_output = batched.process_seen(noted, partition=0)
+    one_output = Output()
+    for device, time_ms, host in noted:
+        signal = Signal(device=device, kind=SignalKind.SEEN, time_ms=time_ms, host=host)
+        one_output.extend(one.process(signal, partition=0))
+    assert batched_store.data == one_store.data
+    assert batched_watches.data == one_watches.data
+    assert [a.to_wire() for a in batched_output.alerts] == [a.to_wire() for a in one_output.alerts]
+    assert (batched_output.evidence, batched_output.resent) == (one_output.evidence, one_output.resent)
+    assert signal_counts(batched) == signal_counts(one)
+
+
+# Small bounds, so that every kind of entry can age out within a generated history.
+SMALL = Catalog(
+    limits=StateLimits(
+        marker_retention_ms=2 * HOUR_MS,
+        max_markers=6,
+        max_hello_markers=3,
+        max_app_crashes=3,
+        max_restarts=2,
+        max_installs=2,
+        install_retention_ms=5 * HOUR_MS,
+        episode_retention_ms=4 * HOUR_MS,
+        max_episodes=2,
+    )
+)
+
+
+def _history(draw_kinds: list[int], offsets: list[int]) -> list[Signal]:
+    """Signals of many kinds at the given minutes after T0: installs of three KBs, crash boots,
+    boot loops (which resolve after six crash-free hours), Hello failures, app crashes and
+    restarts that came back."""
+    signals: list[Signal] = []
+    for number, (kind, offset) in enumerate(zip(draw_kinds, offsets, strict=False)):
+        at = T0 + offset * MINUTE_MS
+        if kind == 0:
+            signals.append(install(at, kb=f"KB50{number % 3}"))
+        elif kind == 1:
+            signals += crash_boot_signals(at, 100 + number)
+        elif kind == 2:
+            signals.append(hello(at, 200 + number))
+        elif kind == 3:
+            signals.append(app_crash(at, 300 + number))
+        elif kind == 5:
+            signals.append(install(at, kb=f"KB50{number % 3}"))
+            for crash in range(3):
+                signals += crash_boot_signals(
+                    at + (5 + 10 * crash) * MINUTE_MS, 500 + 10 * number + 3 * crash
+                )
+        else:
+            signals += [restart(at, 400 + number), seen(at + 5 * MINUTE_MS)]
+    return signals
+
+
+def _prune_changes(state: DeviceState, newest_ms: int, catalog: Catalog) -> bool:
+    """What `_ages_out_at` stands for: would pruning at `newest_ms` change a list of `state`?"""
+    pruned = _copy(state)
+    pruned.newest_ms = newest_ms
+    _prune(pruned, catalog)
+    lists = ("markers", "hello", "app_crashes", "restarts", "installs", "episodes", "reported")
+    return any(getattr(pruned, name) != getattr(state, name) for name in lists)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kinds=st.lists(st.integers(0, 5), min_size=1, max_size=14),
+    offsets=st.lists(st.integers(0, 16 * 60), min_size=14, max_size=14),
+    later=st.integers(1, 12 * 60),
+    folded_by=st.sampled_from(["small", "default"]),
+    judged_by=st.sampled_from(["small", "default"]),
+)
+def test_a_state_ages_out_exactly_when_pruning_it_would_change_it(
+    kinds, offsets, later, folded_by, judged_by
+):
+    # Folded under one set of bounds and judged under another, as a stored state is
+    # after the bounds changed: the small ones find lists longer than they allow.
+    catalogs = {"small": SMALL, "default": Catalog()}
+    state = None
+    for signal in _history(kinds, sorted(offsets)):
+        state = fold(state, signal, catalogs[folded_by]).state
+    assert state is not None
+    bounds = catalogs[judged_by]
+    at = _ages_out_at(state, bounds)
+    for newest_ms in (state.newest_ms + later * MINUTE_MS, at - 1, at, at + 1):
+        if state.newest_ms < newest_ms < 2**62:
+            assert (newest_ms >= at) == _prune_changes(state, newest_ms, bounds), newest_ms
+
+
+def _episode(kb: str, ends_ms: int) -> Episode:
+    return Episode(
+        "PostUpdateBootLoop", f"fp-{kb}", kb, T0, T0, ends_ms, "PC-00042", "26100.3775", "arm64", 0x18B
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "ages_out_ms"),
+    [
+        # A resolved episode is kept for its retention past its end; a firing one for ever.
+        (
+            DeviceState(DEVICE, T0, episodes=[_episode("KB1", T0), _episode("KB2", 0)]),
+            T0 + SMALL.limits.episode_retention_ms + 1,
+        ),
+        (DeviceState(DEVICE, T0, episodes=[_episode("KB2", 0)]), 2**63),
+        # More episodes than the bounds keep, or a reported KB nothing names: pruned at any time.
+        (DeviceState(DEVICE, T0, episodes=[_episode(f"KB{n}", 0) for n in range(3)]), -(2**63)),
+        (DeviceState(DEVICE, T0, reported=[Reported("KB9", "installed")]), -(2**63)),
+        (
+            DeviceState(DEVICE, T0, episodes=[_episode("KB9", 0)], reported=[Reported("KB9", "affected")]),
+            2**63,
+        ),
+    ],
+)
+def test_what_ages_out_of_episodes_and_reports_and_when(state, ages_out_ms):
+    assert _ages_out_at(state, SMALL) == ages_out_ms
+    for newest_ms in (T0 + 1, ages_out_ms - 1, ages_out_ms, ages_out_ms + 1):
+        if T0 < newest_ms < 2**62:
+            assert (newest_ms >= ages_out_ms) == _prune_changes(state, newest_ms, SMALL)

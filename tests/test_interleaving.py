@@ -24,7 +24,7 @@ import pytest
 from streams.align import NEVER_READ, Timed, merge
 from streams.catalog import Catalog
 from streams.clock import MAX_CLOCK_SKEW_MS, FleetClock
-from streams.engine import Engine, Output
+from streams.engine import Engine
 from streams.evidence import Evidence
 from streams.fleet import FleetEngine
 from streams.metrics import Metrics
@@ -127,10 +127,10 @@ class Schedule:
                 for item in queue[:count]:
                     if isinstance(item, tuple):
                         output = engine.tick(item[0], number, item[1])
+                    elif item.kind is SignalKind.SEEN_MANY:  # as the device agent does
+                        output = engine.process_seen(item.seen, number)
                     else:
-                        output = Output()
-                        for signal in item.expand():
-                            output.extend(engine.process(signal, number))
+                        output = engine.process(item, number)
                     self._keep(output.alerts)
                     evidence += output.evidence
                 del queue[:count]
