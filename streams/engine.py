@@ -110,6 +110,8 @@ class Engine:
         self._signal_counts: dict[Any, int] | None = None
         # Inside `process_many`: the devices whose `seen` have only moved their clocks so far.
         self._clocks: dict[str, _Clock] | None = None
+        # Inside `process_many`: the devices found without state in the table.
+        self._stateless: set[str] = set()
 
     def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:
         # A labelled child looked up each time costs as much as applying a `seen`.
@@ -211,6 +213,7 @@ class Engine:
             for device in list(self._clocks):
                 self._settle(device, partition)
             self._clocks = None
+            self._stateless.clear()
             unwritten, self._unwritten = self._unwritten, None
             counts, self._signal_counts = self._signal_counts, None
             for state in unwritten.values():
@@ -229,9 +232,13 @@ class Engine:
         if clock is None:
             state = self._unwritten.get(device)
             if state is None:
-                stored = self.states.get(device)
+                # As `process` finds: a device without state keeps nothing of a `seen`. Looked up
+                # once per batch (a miss in a Faust table goes through a KeyError); a signal that
+                # gives it a state later in the batch leaves that state in `_unwritten`.
+                stored = None if device in self._stateless else self.states.get(device)
                 if stored is None:
-                    self._count_signal(SignalKind.SEEN, "seen")  # as `process`: nothing of it to keep
+                    self._stateless.add(device)
+                    self._count_signal(SignalKind.SEEN, "seen")
                     return None
                 state = self._state_of(device, stored)
             limits = clock_limits(state, self.catalog) if state is not None else None

@@ -300,7 +300,7 @@ HISTORY_HOSTS = {"installed": "", "back from a restart": "PC-00042"}
 IDLE_MS = Catalog().limits.idle_device_ttl_ms
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     history=st.sampled_from(sorted(HISTORIES)),
     entries=st.lists(
@@ -313,10 +313,12 @@ IDLE_MS = Catalog().limits.idle_device_ttl_ms
         ),
         max_size=12,
     ),
+    install_at=st.one_of(st.none(), st.integers(0, 12)),
 )
-def test_a_seen_many_noted_beside_the_state_ends_as_one_seen_at_a_time(history, entries):
+def test_a_seen_many_noted_beside_the_state_ends_as_one_seen_at_a_time(history, entries, install_at):
     # Names that change, times older, as old and newer than the clock, inside a
-    # restart's return, past an epoch, a retention or the idle limit.
+    # restart's return, past an epoch, a retention or the idle limit; and, in
+    # `process_many`, an install among them (which gives an unknown device a state).
     def engine() -> tuple[Engine, CountingStore, CountingStore]:
         store, watches = CountingStore(), CountingStore()
         built = Engine(store, Catalog(), Metrics.create(), watches)
@@ -327,10 +329,14 @@ def test_a_seen_many_noted_beside_the_state_ends_as_one_seen_at_a_time(history, 
     batched, batched_store, batched_watches = engine()
     one, one_store, one_watches = engine()
     noted = [(DEVICE, time_ms, host) for time_ms, host in entries]
-    batched_output = batched.process_seen(noted, partition=0)
+    signals = [Signal(device=device, kind=SignalKind.SEEN, time_ms=t, host=host) for device, t, host in noted]
+    if install_at is None:
+        batched_output = batched.process_seen(noted, partition=0)
+    else:
+        signals.insert(install_at, install(T0 + 20 * HOUR_MS))
+        batched_output = batched.process_many(signals, partition=0)
     one_output = Output()
-    for device, time_ms, host in noted:
-        signal = Signal(device=device, kind=SignalKind.SEEN, time_ms=time_ms, host=host)
+    for signal in signals:
         one_output.extend(one.process(signal, partition=0))
     assert batched_store.data == one_store.data
     assert batched_watches.data == one_watches.data
