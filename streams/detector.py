@@ -245,8 +245,15 @@ def _findings(state: DeviceState, crashes: list[CrashBoot], catalog: Catalog) ->
 
 
 def _copy(state: DeviceState) -> DeviceState:
-    return replace(
-        state,
+    """A copy whose lists `fold` may change. Spelled out, not `dataclasses.replace`, which
+    builds its keyword arguments field by field on every one of the device's signals
+    but `seen`; a field added to `DeviceState` must be added here (tests/test_engine_batches.py)."""
+    return DeviceState(
+        device=state.device,
+        newest_ms=state.newest_ms,
+        host=state.host,
+        build=state.build,
+        arch=state.arch,
         markers=list(state.markers),
         hello=list(state.hello),
         app_crashes=list(state.app_crashes),
@@ -255,6 +262,10 @@ def _copy(state: DeviceState) -> DeviceState:
         episodes=list(state.episodes),
         reported=list(state.reported),
         background_loops=list(state.background_loops),
+        exposure_epoch=state.exposure_epoch,
+        exposure_ms=state.exposure_ms,
+        fleet_ms=state.fleet_ms,
+        partition=state.partition,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
@@ -450,3 +451,29 @@ def test_what_ages_out_of_episodes_and_reports_and_when(state, ages_out_ms):
     for newest_ms in (T0 + 1, ages_out_ms - 1, ages_out_ms, ages_out_ms + 1):
         if T0 < newest_ms < 2**62:
             assert (newest_ms >= ages_out_ms) == _prune_changes(state, newest_ms, SMALL)
+
+
+def test_the_spelled_out_copies_of_a_state_copy_every_field():
+    # `_copy` and the quick path build a `DeviceState` field by field, for speed: a
+    # field added to it and not to them would be lost on the device's next signal.
+    filled = _folded([install(T0), restart(RESTART_AT, 7), *crash_boot_signals(T0 + HOUR_MS, 3)])
+    values: dict[str, object] = {}
+    for number, spec in enumerate(dataclasses.fields(DeviceState)):
+        value = getattr(filled, spec.name)
+        if isinstance(value, int) and not value:
+            value = 1000 + number  # every scalar set, and to a value of its own
+        elif isinstance(value, str) and not value:
+            value = f"{spec.name}-{number}"
+        elif isinstance(value, list) and not value:
+            value = [number] if spec.name == "background_loops" else value
+        values[spec.name] = value
+    state = DeviceState(**values)  # type: ignore[arg-type]
+    copied = _copy(state)
+    assert copied == state
+    lists = [spec.name for spec in dataclasses.fields(DeviceState) if isinstance(values[spec.name], list)]
+    assert all(getattr(copied, name) is not values[name] for name in lists)  # `fold` may change them
+    # The quick path's copy: the same state, a minute later on its clock.
+    quiet = replace(state, episodes=[], restarts=[])
+    noted = _clock_only(quiet, replace(seen(state.newest_ms + MINUTE_MS), host=state.host), Catalog())
+    assert noted is not None
+    assert replace(noted.state, newest_ms=state.newest_ms) == quiet
