@@ -106,7 +106,9 @@ def fold(state: DeviceState | None, signal: Signal, catalog: Catalog) -> Result:
     return Result(current, alerts, applied, new_crash_boots, evidence, new_loops)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as `Signal`: a frozen init sets each field through `object.__setattr__`, and
+# the quick path makes one for every `seen` it is given alone. Never changed once built.
+@dataclass(slots=True)
 class ClockLimits:
     """When a `seen` can only move a state's clock and names, whatever its newest time then.
 
