@@ -35,7 +35,7 @@ from streams.detector import (
 from streams.device import DeviceState
 from streams.evidence import Evidence
 from streams.metrics import Metrics, stop_code_label
-from streams.signals import Signal, SignalKind
+from streams.signals import SeenEntry, Signal, SignalKind
 from streams.timeutil import HOUR_MS
 from streams.watermarks import Coverage, InputWatermarks
 
@@ -60,10 +60,6 @@ class Output:
         self.alerts += other.alerts
         self.evidence += other.evidence
         self.resent += other.resent
-
-
-# What a `seen_many` carries per device: (device, time_ms, host).
-SeenEntry = tuple[str, int, str]
 
 
 @dataclass(slots=True)

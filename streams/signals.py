@@ -18,6 +18,9 @@ from aiokafka.partitioner import murmur2
 from streams import codec
 from streams.watermarks import Coverage
 
+# What a `seen_many` carries of each `seen`: (device, time_ms, host).
+SeenEntry = tuple[str, int, str]
+
 # Entries per `seen_many`: at 150 bytes an entry (long device and host names) 300 KB,
 # well under the 1 MB a broker and producer accept by default.
 MAX_SEEN_PER_MESSAGE = 2_000
@@ -60,7 +63,7 @@ class Signal:
     source: str = ""  # which input produced an INSTALL
     app: str = ""  # lower-cased executable name, for APP_CRASH
     coverage: Coverage | None = None  # for TICK: the input partitions it speaks for (None: all)
-    seen: tuple[tuple[str, int, str], ...] = ()  # for SEEN_MANY: (device, time_ms, host) each
+    seen: tuple[SeenEntry, ...] = ()  # for SEEN_MANY
 
     def to_wire(self) -> bytes:
         """Encode for the signals topic (empty fields left out)."""
@@ -121,7 +124,7 @@ class Signal:
         ]
 
 
-def seen_many(entries: list[tuple[str, int, str]]) -> Signal:
+def seen_many(entries: list[SeenEntry]) -> Signal:
     """Several `seen` signals (of devices of one partition) as one message: (device, time_ms, host) each.
 
     In the benchmark's fleet stream 96 % of signals are `seen`, and most name a
@@ -144,9 +147,9 @@ class SeenBatch:
 
     def __init__(self, partitions: int) -> None:
         self._partitions = partitions
-        self._entries: set[tuple[str, int, str]] = set()
+        self._entries: set[SeenEntry] = set()
         # Each partition's entries as they go on the wire: no `Signal` is made again from them.
-        self._by_partition: dict[int, list[tuple[str, int, str]]] = {}
+        self._by_partition: dict[int, list[SeenEntry]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -297,7 +297,7 @@ HISTORIES = {
     "unknown": [],
 }
 # The name each history's records carry: a device whose collector sent none yet has no name.
-HISTORY_HOSTS = {"installed": "", "back from a restart": "PC-00042"}
+HISTORY_HOSTS = {"installed": ""}
 IDLE_MS = Catalog().limits.idle_device_ttl_ms
 
 
