@@ -25,7 +25,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from subprocess import Popen
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -45,6 +45,12 @@ KILLS = 3
 LOAD_SECONDS = 75.0  # the stream is produced evenly over this long
 # Printed, so that a failure's kill schedule can be run again: KBWATCH_CHAOS_SEED=<seed>.
 SEED = int(os.environ.get("KBWATCH_CHAOS_SEED") or random.SystemRandom().randrange(10_000))
+
+
+class Kill(NamedTuple):
+    seconds: float  # into the load
+    victim: int  # the worker's number
+    at: datetime  # wall-clock time, as the workers' logs write it
 
 
 class Fleet:
@@ -135,8 +141,7 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
     asyncio.run(ensure_topics(settings))
     fleet = Fleet(settings, tmp_path)
     produced = threading.Event()
-    kills: list[tuple[float, int]] = []
-    killed_at: list[datetime] = []  # each kill's wall-clock time, as the workers' logs write it
+    kills: list[Kill] = []
     try:
         for number in range(WORKERS):
             fleet.start(number)
@@ -152,8 +157,7 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
             victim = rng.randrange(WORKERS)
             fleet.processes[victim].kill()  # SIGKILL, mid-whatever it was doing
             fleet.processes[victim].wait()
-            kills.append((round(time.monotonic() - began, 1), victim))
-            killed_at.append(datetime.now())
+            kills.append(Kill(round(time.monotonic() - began, 1), victim, datetime.now()))
             time.sleep(rng.uniform(2, 6))
             fleet.start(victim)
         producer.join(timeout=LOAD_SECONDS + 120)
@@ -173,7 +177,7 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
         raise
     finally:
         codes = fleet.stop()
-    print(f"kills (seconds into the load, worker): {kills}")
+    print(f"kills (seconds into the load, worker): {[(kill.seconds, kill.victim) for kill in kills]}")
     alerts = alerts_of(messages)
     final = final_by_fingerprint(alerts)
     resent = sum(count - 1 for count in Counter((a["fingerprint"], a["status"]) for a in alerts).values())
@@ -207,15 +211,15 @@ def test_workers_killed_at_random_under_load_lose_nothing_and_page_once(
         # up when the other is killed joins a group that has already lost it.)
         for number in range(WORKERS):
             assert "agents: partitions assigned" in fleet.log_text(number)
-        for (_, victim), when in zip(kills, killed_at, strict=True):
+        for kill in kills:
             after = [
                 at
                 for number in range(WORKERS)
-                if number != victim
+                if number != kill.victim
                 for at in sieve_assignments(fleet.log_text(number))
             ]
-            assert any(at > when for at in after), (
-                f"no sieve took partitions after the kill at {when}: {after}"
+            assert any(at > kill.at for at in after), (
+                f"no sieve took partitions after the kill at {kill.at}: {after}"
             )
     except AssertionError:
         # A failure in CI leaves nothing else behind: what the workers said and the
