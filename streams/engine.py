@@ -99,14 +99,15 @@ class Engine:
         # Each device's last stored encoding and the state it encodes: a device
         # named again soon (a `seen_many` names it several times) skips the decode.
         self._recent: dict[str, tuple[bytes, DeviceState]] = {}
-        # Inside `process_many`: each device's newest state, encoded and written once at the end.
+        # Inside a batch (`process_many`, `process_seen`): each device's newest state,
+        # encoded and written once at the end.
         self._unwritten: dict[str, DeviceState] | None = None
         self._signal_counters: dict[tuple[SignalKind, str], Any] = {}
-        # Inside `process_many`: each labelled counter's signals, added to it once at the end.
+        # Inside a batch: each labelled counter's signals, added to it once at the end.
         self._signal_counts: dict[Any, int] | None = None
-        # Inside `process_many`: the devices whose `seen` have only moved their clocks so far.
+        # Inside a batch: the devices whose `seen` have only moved their clocks so far.
         self._clocks: dict[str, _Clock] | None = None
-        # Inside `process_many`: the devices found without state in the table.
+        # Inside a batch: the devices found without state in the table (emptied after each).
         self._stateless: set[str] = set()
 
     def _signal_counter(self, kind: SignalKind, outcome: str) -> Any:

@@ -465,6 +465,8 @@ def test_the_spelled_out_copies_of_a_state_copy_every_field():
         elif isinstance(value, str) and not value:
             value = f"{spec.name}-{number}"
         elif isinstance(value, list) and not value:
+            # Only this list is still empty after the fold; an int stands in for its items,
+            # which no copy looks into (the others' items are read by `_clock_only` below).
             value = [number] if spec.name == "background_loops" else value
         values[spec.name] = value
     state = DeviceState(**values)  # type: ignore[arg-type]
