@@ -64,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="say, record by record, what kbwatch makes of a file")
     validate.add_argument(
-        "files", nargs="+", metavar="FILE", help="NDJSON files (one message per line), .gz, or -"
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="NDJSON files (one message per line), .gz, or -; with --events-format otlp_proto, "
+        "each file is one message",
     )
     validate.add_argument("--json", action="store_true", help="one JSON verdict per record instead of text")
     validate.add_argument("--events-format", help="force the events' format (env KBWATCH_EVENTS_FORMAT)")
@@ -132,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--collector",
         default="winlogbeat",
-        choices=["winlogbeat", "otlp_json", "otel_raw", "xml", "nxlog", "fluentbit"],
+        choices=["winlogbeat", "otlp_json", "otlp_proto", "otel_raw", "xml", "nxlog", "fluentbit"],
         help="ship the event records as this collector does (default winlogbeat)",
     )
     simulate.add_argument(
@@ -274,7 +278,8 @@ def _run_replay(arguments: argparse.Namespace) -> int:
 
 
 def _run_validate(arguments: argparse.Namespace) -> int:
-    from streams.replay import iter_lines, paths_exist
+    from streams.formats.detect import InputFormat
+    from streams.replay import iter_files, iter_lines, paths_exist
     from streams.sieve import Sieve
     from streams.validate import validate
 
@@ -285,8 +290,12 @@ def _run_validate(arguments: argparse.Namespace) -> int:
     settings = Settings.from_env(
         events_format=arguments.events_format, installs_format=arguments.installs_format
     )
-    sieve = Sieve(settings.max_message_bytes, decoding=settings.decoding())
-    counts = validate(iter_lines(arguments.files), sieve, sys.stdout, arguments.json)
+    decoding = settings.decoding()
+    sieve = Sieve(settings.max_message_bytes, decoding=decoding)
+    # Protobuf is binary: no lines to split on, so each file is one message, as the exporter wrote it.
+    binary = decoding.events_format is InputFormat.OTLP_PROTO
+    messages = iter_files(arguments.files) if binary else iter_lines(arguments.files)
+    counts = validate(messages, sieve, sys.stdout, arguments.json)
     print(
         f"kbwatch validate: {counts['accepted']} accepted, {counts['irrelevant']} irrelevant, "
         f"{counts['rejected']} rejected",
@@ -353,7 +362,7 @@ def _run_broker(arguments: argparse.Namespace) -> int:
 
 def _run_simulate(arguments: argparse.Namespace) -> int:
     from streams.formats.detect import InputFormat
-    from streams.simulate import FleetPlan, produce_fleet, write_fleet
+    from streams.simulate import BINARY_COLLECTORS, FleetPlan, produce_fleet, write_fleet
 
     plan = FleetPlan(
         devices=arguments.devices,
@@ -363,6 +372,13 @@ def _run_simulate(arguments: argparse.Namespace) -> int:
         keyed=arguments.keyed,
     )
     if arguments.output:
+        if plan.collector in BINARY_COLLECTORS:
+            print(
+                f"kbwatch simulate: {plan.collector} messages are binary and NDJSON cannot hold them; "
+                "produce them to the broker (leave out --output)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         count = write_fleet(plan, arguments.output)
         print(f"kbwatch simulate: wrote {count} records to {arguments.output}", file=sys.stderr)
         return 0

@@ -1,7 +1,7 @@
 """The same Windows record as each collector ships it.
 
 The simulator and the tests write one Winlogbeat document and render it for
-OpenTelemetry (OTLP JSON and `raw`, each `event_data` shape), NXLog, Fluent
+OpenTelemetry (OTLP JSON, OTLP protobuf and `raw`, each `event_data` shape), NXLog, Fluent
 Bit and raw XML, so that "the same record gives the same verdict whichever
 collector shipped it" is checked on records that differ only in their form.
 """
@@ -16,19 +16,22 @@ from zoneinfo import ZoneInfo
 
 from streams.formats.detect import EVENT_FORMATS, InputFormat
 from streams.formats.fluentbit import INSERT_NAMES
+from streams.formats.otlp_proto import otlp_proto_payload
 
 # Winlogbeat first: the form every other is rendered from and compared with.
 COLLECTOR_FORMATS = (InputFormat.WINLOGBEAT, *sorted(EVENT_FORMATS - {InputFormat.WINLOGBEAT}))
 
 
 def render(document: dict[str, Any], form: InputFormat, zone: ZoneInfo | None = None, shape: int = 0) -> Any:
-    """One Winlogbeat document in another collector's form (a dict, or XML bytes)."""
+    """One Winlogbeat document in another collector's form (a dict, or bytes: XML, protobuf)."""
     if form is InputFormat.WINLOGBEAT:
         return document
     if form is InputFormat.OTEL_RAW:
         return otel_body(document, shape)
     if form is InputFormat.OTLP_JSON:
         return otlp_request([document], shape)
+    if form is InputFormat.OTLP_PROTO:
+        return otlp_proto_payload(otlp_request([document], shape))
     if form is InputFormat.NXLOG:
         return nxlog_record(document, zone or ZoneInfo("UTC"))
     if form is InputFormat.FLUENTBIT:

@@ -66,6 +66,16 @@ def iter_lines(paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
                     yield f"{path}:{number}", stripped
 
 
+def iter_files(paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """(file, its bytes) for every file: one message each, for binary formats that have no lines."""
+    for path in paths:
+        if path == "-":
+            yield path, sys.stdin.buffer.read()
+            continue
+        with open_lines(path) as handle:
+            yield path, handle.read()
+
+
 def replay(
     lines: Iterable[tuple[str, bytes]],
     *,

@@ -28,10 +28,13 @@ from streams.formats.detect import (
     InputFormat,
     decode_events,
     decode_install,
+    decode_otlp_proto,
     decode_xml,
     looks_like_xml,
+    sniff_otlp_proto,
 )
 from streams.formats.event import FieldError
+from streams.formats.otlp_proto import may_be_otlp_proto
 from streams.outcomes import Ignored, Outcome, Rejected, RejectReason, Seen
 from streams.seen_buckets import SeenBuckets
 from streams.signals import Signal, SignalKind
@@ -109,6 +112,8 @@ class Sieve:
         forced = self._decoding.events_format
         self._xml_always = forced is InputFormat.XML
         self._xml_sniffed = forced is InputFormat.AUTO
+        self._proto_always = forced is InputFormat.OTLP_PROTO
+        self._proto_sniffed = forced is InputFormat.AUTO
         self._lazy_noise = forced in (InputFormat.AUTO, InputFormat.WINLOGBEAT)
         self._winlogbeat_last = True  # whether the last lazy read found a `winlog` object
         # provider -> event ids already judged valid and read by no rule. A cache of the
@@ -155,10 +160,18 @@ class Sieve:
                 if noise is not None:
                     return [noise]
         now_ms = self._clock()
+        if self._proto_always and source is Source.WINLOGBEAT:
+            return self._results(InputFormat.OTLP_PROTO, decode_otlp_proto(payload, now_ms), now_ms)
         decoding = self._decoding
         try:
             document: Any = codec.loads(payload)
         except codec.DecodeError as error:
+            if self._proto_sniffed and source is Source.WINLOGBEAT and may_be_otlp_proto(payload):
+                # Not JSON, so perhaps the OpenTelemetry exporter's default encoding;
+                # what is not a request either stays a message that is not JSON.
+                outcomes = sniff_otlp_proto(payload, now_ms)
+                if outcomes is not None:
+                    return self._results(InputFormat.OTLP_PROTO, outcomes, now_ms)
             return [_reject(RejectReason.NOT_JSON, str(error)[:200])]
         if source is Source.INSTALLS:
             install_format, outcomes = decode_install(document, decoding.installs_format, decoding, now_ms)

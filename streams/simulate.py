@@ -197,9 +197,13 @@ def _encode(document: dict[str, Any], source: Source, plan: FleetPlan) -> bytes:
     return rendered if isinstance(rendered, bytes) else codec.dumps(rendered)
 
 
+# Collectors whose messages are not text: they go to a topic, never into an NDJSON file.
+BINARY_COLLECTORS = frozenset({InputFormat.OTLP_PROTO})
+
+
 def device_key_for(host: Host, collector: InputFormat) -> str:
     """The key the product gives this host's records when `collector` ships them."""
-    if collector in (InputFormat.WINLOGBEAT, InputFormat.OTLP_JSON):
+    if collector in (InputFormat.WINLOGBEAT, InputFormat.OTLP_JSON, InputFormat.OTLP_PROTO):
         return host.host_id
     return host.fqdn.lower()
 
@@ -409,6 +413,8 @@ def _with_build(host: Host, build: str) -> Host:
 
 def write_fleet(plan: FleetPlan, path: str) -> int:
     """Write the simulated stream as NDJSON (event and install records mixed)."""
+    if plan.collector in BINARY_COLLECTORS:
+        raise ValueError(f"{plan.collector} messages are binary: NDJSON cannot hold them (produce them)")
     stream, _ = spring_2025(plan)
     with open(path, "wb") as output:
         for record in stream:

@@ -37,6 +37,9 @@ def hostile_messages(count: int = 2000, seed: int = 13, start_ms: int = T0) -> l
         lambda i: (b'<!DOCTYPE x [<!ENTITY a "b">]><Event>&a;</Event>', "bad_value"),
         lambda i: (codec.dumps(_invented_noise_document(i, start_ms)), None),
         lambda i: (codec.dumps(render(_invented_noise_document(i, start_ms), InputFormat.NXLOG)), None),
+        # A newline first, as an OTLP protobuf request begins, and yet not one.
+        lambda i: (b"\n\x07garbage" + str(i).encode(), "not_json"),
+        lambda i: (render(_invented_noise_document(i, start_ms), InputFormat.OTLP_PROTO), None),
     ]
     return [makers[rng.randrange(len(makers))](index) for index in range(count)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,13 @@ import pytest
 
 from streams import codec, documents
 from streams.catalog import Catalog
-from streams.collectors import COLLECTOR_FORMATS, render
+from streams.collectors import COLLECTOR_FORMATS, otlp_request, render
 from streams.formats.detect import Decoding, InputFormat
+from streams.formats.otlp_proto import otlp_proto_payload
 from streams.outcomes import RejectReason
 from streams.replay import replay
 from streams.sieve import Sieve, Sifted, Source
-from streams.simulate import FleetPlan, spring_2025
+from streams.simulate import FleetPlan, spring_2025, write_fleet
 from tests.builders import HOST, T0
 
 NOW = T0 + 10**9
@@ -78,15 +81,42 @@ def test_nxlog_local_time_needs_the_configured_zone():
     assert utc.signal.time_ms - T0 == 2 * 3_600_000  # read as UTC, two hours off
 
 
-def test_an_otlp_batch_with_a_bad_record_keeps_the_good_ones():
-    from streams.collectors import otlp_request
-
+@pytest.mark.parametrize("encoding", [InputFormat.OTLP_JSON, InputFormat.OTLP_PROTO], ids=str)
+def test_an_otlp_batch_with_a_bad_record_keeps_the_good_ones(encoding):
     bad = documents.kernel_power_41(HOST, T0, 201)
     bad["winlog"]["event_data"]["BugcheckCode"] = "lots"
     request = otlp_request([RECORDS["kernel-power-41"], bad, RECORDS["bugcheck-1001"]])
-    results = Sieve(1 << 20, clock=lambda: NOW).sift(Source.WINLOGBEAT, codec.dumps(request))
+    payload = codec.dumps(request) if encoding is InputFormat.OTLP_JSON else otlp_proto_payload(request)
+    results = Sieve(1 << 20, clock=lambda: NOW).sift(Source.WINLOGBEAT, payload)
     assert [r.sifted for r in results] == [Sifted.RELEVANT, Sifted.REJECTED, Sifted.RELEVANT]
     assert results[1].rejected is not None and results[1].rejected.reason is RejectReason.BAD_VALUE
+    assert {r.input_format for r in results} == {encoding.value}
+
+
+def test_otlp_protobuf_is_told_apart_from_json_that_starts_with_a_newline_and_from_garbage():
+    sieve = Sieve(1 << 20, clock=lambda: NOW)
+    record = RECORDS["kernel-power-41"]
+    (json_line,) = sieve.sift(Source.WINLOGBEAT, b"\n" + codec.dumps(record))
+    assert (json_line.sifted, json_line.input_format) == (Sifted.RELEVANT, "winlogbeat")
+    payload = render(record, InputFormat.OTLP_PROTO)
+    (cut,) = sieve.sift(Source.WINLOGBEAT, payload[: len(payload) // 2])
+    assert cut.rejected is not None and cut.rejected.reason is RejectReason.NOT_JSON
+    # One empty resource block is a request, as `{"resourceLogs": [{}]}` is in JSON: without records.
+    (empty,) = sieve.sift(Source.WINLOGBEAT, b"\n\x00")
+    assert empty.rejected is not None and empty.rejected.reason is RejectReason.MISSING_FIELD
+    assert empty.input_format == "otlp_proto"
+    (empty_json,) = sieve.sift(Source.WINLOGBEAT, b'{"resourceLogs": [{}]}')
+    assert empty_json.rejected == empty.rejected
+
+
+def test_a_forced_otlp_protobuf_topic_says_what_is_not_a_request():
+    forced = Sieve(1 << 20, clock=lambda: NOW, decoding=Decoding(events_format=InputFormat.OTLP_PROTO))
+    for payload in (codec.dumps(RECORDS["kernel-power-41"]), b"", b"\n\x05\xff"):
+        (result,) = forced.sift(Source.WINLOGBEAT, payload)
+        assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_VALUE
+        assert result.rejected.detail.startswith("not an OTLP protobuf logs request")
+    (kept,) = forced.sift(Source.WINLOGBEAT, render(RECORDS["kernel-power-41"], InputFormat.OTLP_PROTO))
+    assert (kept.sifted, kept.input_format) == (Sifted.RELEVANT, "otlp_proto")
 
 
 def test_unknown_json_is_named_as_such():
@@ -180,3 +210,15 @@ def test_every_document_of_the_shared_corpus_is_accepted_or_irrelevant():
     for payload in payloads:
         for result in sieve.sift(Source.WINLOGBEAT, payload):
             assert result.sifted is not Sifted.REJECTED, (result.rejected, payload[:200])
+
+
+def test_the_simulator_will_not_write_protobuf_into_an_ndjson_file(tmp_path):
+    target = tmp_path / "fleet.ndjson"
+    completed = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--collector", "otlp_proto", "-o", str(target)],
+        capture_output=True,
+    )
+    assert completed.returncode == 2
+    assert b"binary" in completed.stderr and not target.exists()
+    with pytest.raises(ValueError, match="binary"):
+        write_fleet(FleetPlan(devices=10, collector=InputFormat.OTLP_PROTO), str(target))

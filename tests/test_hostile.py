@@ -13,7 +13,7 @@ from streams.catalog import Catalog
 from streams.clock import FleetClock
 from streams.collectors import render
 from streams.engine import Engine
-from streams.formats.detect import InputFormat
+from streams.formats.detect import Decoding, InputFormat
 from streams.metrics import Metrics
 from streams.outcomes import RejectReason
 from streams.sieve import Sieve, Sifted, Source
@@ -167,12 +167,23 @@ def test_fuzzed_bytes_always_get_an_outcome(payload):
     for source in Source:
         assert sieve().sift(source, payload)
     assert sieve().sift(Source.WINLOGBEAT, b"<Event " + payload)
+    assert sieve().sift(Source.WINLOGBEAT, b"\n" + payload)  # perhaps OTLP protobuf
+    forced = Sieve(1 << 20, decoding=Decoding(events_format=InputFormat.OTLP_PROTO))
+    assert forced.sift(Source.WINLOGBEAT, payload)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     data=st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5),
-    form=st.sampled_from([InputFormat.OTEL_RAW, InputFormat.NXLOG, InputFormat.FLUENTBIT, InputFormat.XML]),
+    form=st.sampled_from(
+        [
+            InputFormat.OTEL_RAW,
+            InputFormat.OTLP_PROTO,
+            InputFormat.NXLOG,
+            InputFormat.FLUENTBIT,
+            InputFormat.XML,
+        ]
+    ),
 )
 def test_fuzzed_event_data_in_every_collector_form_gets_an_outcome(data, form):
     document = copy.deepcopy(KERNEL_POWER)
@@ -191,3 +202,19 @@ def test_superscript_digits_are_not_event_ids(event_id):
         document["winlog"]["event_id"] = event_id
         (result,) = sieve().sift(Source.WINLOGBEAT, codec.dumps(document))
         assert result.rejected is not None and result.rejected.reason is RejectReason.BAD_EVENT_ID
+
+
+def test_otlp_protobuf_nested_past_protobufs_limit_is_refused_not_recursed():
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    value = request.resource_logs.add().scope_logs.add().log_records.add().body
+    for _ in range(150):
+        value = value.kvlist_value.values.add(key="k").value
+    value.string_value = "deep"
+    payload = request.SerializeToString()
+    (sniffed,) = sieve().sift(Source.WINLOGBEAT, payload)
+    assert sniffed.rejected is not None and sniffed.rejected.reason is RejectReason.NOT_JSON
+    forced = Sieve(1 << 20, decoding=Decoding(events_format=InputFormat.OTLP_PROTO))
+    (refused,) = forced.sift(Source.WINLOGBEAT, payload)
+    assert refused.rejected is not None and refused.rejected.reason is RejectReason.BAD_VALUE

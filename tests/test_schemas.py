@@ -43,6 +43,7 @@ def test_every_input_example_is_accepted_as_its_format():
         "winlogbeat-event": (Source.WINLOGBEAT, "winlogbeat"),
         "otel-raw": (Source.WINLOGBEAT, "otel_raw"),
         "otlp-json": (Source.WINLOGBEAT, "otlp_json"),
+        "otlp-proto": (Source.WINLOGBEAT, "otlp_proto"),
         "nxlog": (Source.WINLOGBEAT, "nxlog"),
         "fluentbit": (Source.WINLOGBEAT, "fluentbit"),
         "windows-event": (Source.WINLOGBEAT, "xml"),
@@ -56,6 +57,16 @@ def test_every_input_example_is_accepted_as_its_format():
         source, form = inputs[kind]
         results = sieve.sift(source, example.read_bytes())
         assert [(r.sifted, r.input_format) for r in results] == [(Sifted.RELEVANT, form)], example.name
+
+
+def test_the_otlp_protobuf_example_is_the_otlp_json_example_in_protobuf():
+    """OTLP protobuf has no JSON Schema (its schema is OTLP's `logs.proto`): its example
+    is the OTLP JSON example, encoded."""
+    from streams.formats.otlp_proto import otlp_proto_payload
+
+    examples = SCHEMAS / "examples"
+    document = json.loads((examples / "otlp-json.kernel-power-41.json").read_text())
+    assert (examples / "otlp-proto.kernel-power-41.binpb").read_bytes() == otlp_proto_payload(document)
 
 
 def test_the_documents_the_simulator_writes_match_the_input_schema():

@@ -6,16 +6,17 @@ by configuration. The common Winlogbeat path costs one dictionary look-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.formats.event import FieldError, classify
+from streams.formats.event import FieldError, WindowsEvent, classify
 from streams.formats.fluentbit import fluentbit_event
 from streams.formats.nxlog import nxlog_event
 from streams.formats.otel import body_event, otlp_events
+from streams.formats.otlp_proto import otlp_proto_events, otlp_proto_request
 from streams.formats.wufb import wufb_install
 from streams.formats.xml_event import xml_event
 from streams.installs import normalise_install
@@ -29,6 +30,7 @@ class InputFormat(StrEnum):
     AUTO = "auto"
     WINLOGBEAT = "winlogbeat"
     OTLP_JSON = "otlp_json"
+    OTLP_PROTO = "otlp_proto"
     OTEL_RAW = "otel_raw"
     XML = "xml"
     NXLOG = "nxlog"
@@ -41,6 +43,7 @@ EVENT_FORMATS = frozenset(
     {
         InputFormat.WINLOGBEAT,
         InputFormat.OTLP_JSON,
+        InputFormat.OTLP_PROTO,
         InputFormat.OTEL_RAW,
         InputFormat.XML,
         InputFormat.NXLOG,
@@ -96,9 +99,7 @@ def decode_events(
         if found is InputFormat.WINLOGBEAT:
             return found, [classify(to_event(document), now_ms)]
         if found is InputFormat.OTLP_JSON:
-            return found, [classify(event, now_ms) for event in otlp_events(document)] or [
-                Rejected(RejectReason.MISSING_FIELD, "no log records")
-            ]
+            return found, _records(otlp_events(document), now_ms)
         if found is InputFormat.OTEL_RAW:
             return found, [classify(body_event(document), now_ms)]
         if found is InputFormat.NXLOG:
@@ -109,6 +110,32 @@ def decode_events(
         return found, [Rejected(error.reason, error.detail)]
     detail = "no known collector's fields (winlog, resourceLogs, event_id+provider, SourceName, ProviderName)"
     return None, [Rejected(RejectReason.UNKNOWN_FORMAT, detail)]
+
+
+def decode_otlp_proto(payload: bytes, now_ms: int) -> list[Outcome]:
+    """An OTLP protobuf request -> one outcome per record, as its OTLP JSON would give."""
+    try:
+        return _records(otlp_proto_events(otlp_proto_request(payload)), now_ms)
+    except FieldError as error:
+        return [Rejected(error.reason, error.detail)]
+
+
+def sniff_otlp_proto(payload: bytes, now_ms: int) -> list[Outcome] | None:
+    """For a message that is not JSON: its outcomes if it is an OTLP protobuf request, else None."""
+    try:
+        request = otlp_proto_request(payload)
+    except FieldError:
+        return None
+    try:
+        return _records(otlp_proto_events(request), now_ms)
+    except FieldError as error:
+        return [Rejected(error.reason, error.detail)]
+
+
+def _records(events: Iterator[WindowsEvent], now_ms: int) -> list[Outcome]:
+    """The outcome of each record of an OTLP request (raises `FieldError` for a malformed one)."""
+    outcomes: list[Outcome] = [classify(event, now_ms) for event in events]
+    return outcomes or [Rejected(RejectReason.MISSING_FIELD, "no log records")]
 
 
 def decode_xml(payload: bytes, now_ms: int) -> list[Outcome]:
