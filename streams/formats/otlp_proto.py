@@ -4,9 +4,9 @@ The exporter's `otlp_proto` encoding writes each message as an OTLP
 `ExportLogsServiceRequest` in protobuf. Its records are read here the way
 `streams.formats.otel` reads OTLP JSON, down to the same body map, which
 `otel.body_event` then reads for both encodings. The messages are walked
-directly rather than turned into OTLP JSON first: protobuf's own conversion
-(`json_format.MessageToDict`) took about 0.4 ms a record, as long as the rest of
-the sieve takes for a hundred.
+directly rather than turned into OTLP JSON first: in messages of 100 records,
+protobuf's own conversion (`json_format.MessageToDict`) took 286 to 321 µs a
+record, walking them 50 to 63 µs (README, Other collectors).
 """
 
 from __future__ import annotations
