@@ -23,6 +23,7 @@ from streams.demo import scrape as scrape_or_empty
 from streams.demo import start_worker, stop_worker, wait_until_consuming
 from streams.dlq import HEADER_REASON, HEADER_SOURCE_TOPIC
 from streams.documents import Host
+from streams.formats.detect import InputFormat
 from streams.simulate import FleetPlan, produce_fleet, spring_2025
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time
 from streams.topics import ensure_topics
@@ -129,12 +130,16 @@ def test_bad_messages_go_to_the_dlq_and_the_good_ones_still_alert(broker: Embedd
         assert 'kbwatch_dlq_total{reason="not_json"} 1.0' in scrape(metrics_url)
 
 
-@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
+# Each sieve client on Winlogbeat; OTLP protobuf, the one binary collector format, once.
+@pytest.mark.parametrize(
+    ("sieve_client", "collector"),
+    [("aiokafka", "winlogbeat"), ("librdkafka", "winlogbeat"), ("aiokafka", "otlp_proto")],
+)
 def test_live_worker_and_replay_agree_on_the_simulated_fleet(
-    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str
+    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str, collector: str
 ):
     settings = replace(isolated_settings(broker, tmp_path), sieve_client=sieve_client)
-    plan = FleetPlan(devices=240, seed=99)
+    plan = FleetPlan(devices=240, seed=99, collector=InputFormat(collector))
     stream, expectation = spring_2025(plan)
     expected = replayed_verdicts(stream)
     with running_worker(settings, tmp_path / "worker.log") as metrics_url:
