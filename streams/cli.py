@@ -362,7 +362,7 @@ def _run_broker(arguments: argparse.Namespace) -> int:
 
 def _run_simulate(arguments: argparse.Namespace) -> int:
     from streams.formats.detect import InputFormat
-    from streams.simulate import BINARY_COLLECTORS, FleetPlan, produce_fleet, write_fleet
+    from streams.simulate import BinaryCollectorError, FleetPlan, produce_fleet, write_fleet
 
     plan = FleetPlan(
         devices=arguments.devices,
@@ -372,14 +372,11 @@ def _run_simulate(arguments: argparse.Namespace) -> int:
         keyed=arguments.keyed,
     )
     if arguments.output:
-        if plan.collector in BINARY_COLLECTORS:
-            print(
-                f"kbwatch simulate: {plan.collector} messages are binary and NDJSON cannot hold them; "
-                "produce them to the broker (leave out --output)",
-                file=sys.stderr,
-            )
+        try:
+            count = write_fleet(plan, arguments.output)
+        except BinaryCollectorError as error:
+            print(f"kbwatch simulate: {error}", file=sys.stderr)
             return EXIT_USAGE
-        count = write_fleet(plan, arguments.output)
         print(f"kbwatch simulate: wrote {count} records to {arguments.output}", file=sys.stderr)
         return 0
     settings = _settings(arguments)

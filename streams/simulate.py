@@ -201,6 +201,10 @@ def _encode(document: dict[str, Any], source: Source, plan: FleetPlan) -> bytes:
 BINARY_COLLECTORS = frozenset({InputFormat.OTLP_PROTO})
 
 
+class BinaryCollectorError(ValueError):
+    """An NDJSON file was asked of a collector whose messages are binary."""
+
+
 def device_key_for(host: Host, collector: InputFormat) -> str:
     """The key the product gives this host's records when `collector` ships them."""
     if collector in (InputFormat.WINLOGBEAT, InputFormat.OTLP_JSON, InputFormat.OTLP_PROTO):
@@ -414,7 +418,10 @@ def _with_build(host: Host, build: str) -> Host:
 def write_fleet(plan: FleetPlan, path: str) -> int:
     """Write the simulated stream as NDJSON (event and install records mixed)."""
     if plan.collector in BINARY_COLLECTORS:
-        raise ValueError(f"{plan.collector} messages are binary: NDJSON cannot hold them (produce them)")
+        raise BinaryCollectorError(
+            f"{plan.collector} messages are binary and NDJSON cannot hold them; "
+            "produce them to the broker (leave out --output)"
+        )
     stream, _ = spring_2025(plan)
     with open(path, "wb") as output:
         for record in stream:

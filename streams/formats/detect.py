@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
 from streams.formats.event import FieldError, WindowsEvent, classify
 from streams.formats.fluentbit import fluentbit_event
 from streams.formats.nxlog import nxlog_event
@@ -115,9 +117,10 @@ def decode_events(
 def decode_otlp_proto(payload: bytes, now_ms: int) -> list[Outcome]:
     """An OTLP protobuf request -> one outcome per record, as its OTLP JSON would give."""
     try:
-        return _records(otlp_proto_events(otlp_proto_request(payload)), now_ms)
+        request = otlp_proto_request(payload)
     except FieldError as error:
         return [Rejected(error.reason, error.detail)]
+    return _proto_outcomes(request, now_ms)
 
 
 def sniff_otlp_proto(payload: bytes, now_ms: int) -> list[Outcome] | None:
@@ -126,6 +129,10 @@ def sniff_otlp_proto(payload: bytes, now_ms: int) -> list[Outcome] | None:
         request = otlp_proto_request(payload)
     except FieldError:
         return None
+    return _proto_outcomes(request, now_ms)
+
+
+def _proto_outcomes(request: ExportLogsServiceRequest, now_ms: int) -> list[Outcome]:
     try:
         return _records(otlp_proto_events(request), now_ms)
     except FieldError as error:
