@@ -68,6 +68,7 @@ class BenchPlan:
     skip_peers: bool = False
     store: str = "memory://"  # the worker's table store (KBWATCH_STORE)
     sieve_client: str = "aiokafka"  # the sieve consumer's Kafka client (KBWATCH_SIEVE_CLIENT)
+    event_loop: str = "uvloop"  # the workers' event loop (KBWATCH_EVENT_LOOP)
     workers: int = 1  # above 1: also N workers in one group, for the scaling figure
     keyed: bool = False  # key each record by its device, as several workers want (README)
     # Ceiling, Quix and worker measured this many times, in turn, each figure their median:
@@ -549,6 +550,7 @@ def run_bench(plan: BenchPlan, broker: str = "") -> dict[str, Any]:
             log_level="warning",
             store=plan.store,
             sieve_client=plan.sieve_client,
+            event_loop=plan.event_loop,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS if embedded is not None else None,
         )
         settings = replace(base.isolated(prefix), events_topic=topic)
@@ -658,6 +660,7 @@ def _figures(
         "keyed": plan.keyed,
         "store": plan.store,
         "sieve_client": plan.sieve_client,
+        "event_loop": plan.event_loop,
         "incidents": plan.incidents,
         "state_devices": plan.state_devices,
         "machine": f"{os.cpu_count()} cores, {_cpu_model()}",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from streams import __version__
-from streams.settings import SIEVE_CLIENTS, Settings, SettingsError
+from streams.settings import EVENT_LOOPS, SIEVE_CLIENTS, Settings, SettingsError
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the Kafka client of the workers' sieve consumer (aiokafka)",
     )
     bench.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="uvloop",
+        help="the workers' event loop (uvloop)",
+    )
+    bench.add_argument(
         "--keyed",
         action="store_true",
         help="key each record by device (one partition per device; default unkeyed, as Winlogbeat ships)",
@@ -178,6 +184,20 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """A new loop of the kind `KBWATCH_EVENT_LOOP` names."""
+    if settings.event_loop == "asyncio":
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError as error:  # a platform uvloop has no build for (Windows)
+        raise SettingsError(
+            "KBWATCH_EVENT_LOOP=uvloop needs the uvloop package, which this installation lacks "
+            f"({error}); install it, or set KBWATCH_EVENT_LOOP=asyncio"
+        ) from error
+    return uvloop.new_event_loop()
+
+
 def _run_worker(arguments: argparse.Namespace) -> int:
     import faust
 
@@ -185,7 +205,7 @@ def _run_worker(arguments: argparse.Namespace) -> int:
     from streams.worker import build_worker
 
     settings = _settings(arguments)
-    loop = asyncio.new_event_loop()
+    loop = _event_loop(settings)
     asyncio.set_event_loop(loop)
     metrics = Metrics.create()
     loop.run_until_complete(_topics_when_the_broker_answers(settings, metrics))
@@ -318,6 +338,7 @@ def _run_bench(arguments: argparse.Namespace) -> int:
         skip_peers=arguments.skip_peers,
         store=arguments.store,
         sieve_client=arguments.sieve_client,
+        event_loop=arguments.event_loop,
         workers=arguments.workers,
         keyed=arguments.keyed,
         rounds=arguments.rounds,

@@ -20,6 +20,7 @@ from streams.formats.detect import EVENT_FORMATS, INSTALL_FORMATS, Decoding, Inp
 from streams.timeutil import HOUR_MS, MINUTE_MS
 
 SIEVE_CLIENTS = ("aiokafka", "librdkafka")
+EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 class SettingsError(ValueError):
@@ -65,6 +66,10 @@ class Settings:
     # The Kafka client of the sieve's consumer, which reads every record: aiokafka, or
     # librdkafka (confluent-kafka), which fetches and unpacks on threads of its own.
     sieve_client: str = "aiokafka"
+    # The worker's event loop: uvloop (libuv) runs the callbacks, sockets and timers
+    # that Faust, aiokafka and the sieve leave to it on less of the one Python thread
+    # than asyncio's own loop; "asyncio" is there for a platform uvloop does not build on.
+    event_loop: str = "uvloop"
     log_level: str = "info"
     boot_loop_min_crashes: int = 3
     boot_loop_window_minutes: int = 60
@@ -117,6 +122,8 @@ class Settings:
             raise SettingsError(f"{env_name('web_port')} must be a TCP port, not {self.web_port}")
         if self.sieve_client not in SIEVE_CLIENTS:
             raise SettingsError(f"{env_name('sieve_client')} must be one of {', '.join(SIEVE_CLIENTS)}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise SettingsError(f"{env_name('event_loop')} must be one of {', '.join(EVENT_LOOPS)}")
         if not self.store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"{env_name('store')} must be memory:// or rocksdb://, not {self.store!r}")
         topics = [

@@ -53,7 +53,9 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """Attach the device agent, the sieve, the sweep and `/metrics` to a new app."""
     metrics = metrics or Metrics.create()
     # Which client reads the input is this worker's own fact, for dashboards and a page's triage.
-    metrics.build.info({"version": __version__, "sieve_client": settings.sieve_client})
+    metrics.build.info(
+        {"version": __version__, "sieve_client": settings.sieve_client, "event_loop": settings.event_loop}
+    )
     app = create_app(settings)
     signals_topic = app.topic(
         settings.signals_topic, key_type=str, value_type=bytes, partitions=settings.partitions

@@ -38,6 +38,7 @@ def test_rule_thresholds_are_configurable():
             {"KBWATCH_SIEVE_CLIENT": "kafka-python"},
             "KBWATCH_SIEVE_CLIENT must be one of aiokafka, librdkafka",
         ),
+        ({"KBWATCH_EVENT_LOOP": "trio"}, "KBWATCH_EVENT_LOOP must be one of uvloop, asyncio"),
     ],
 )
 def test_bad_values_are_named(environ, message):
@@ -107,3 +108,23 @@ def test_sasl_settings_map_to_every_client_and_the_secret_stays_out_of_sight(tmp
 def test_unusable_security_settings_name_their_variable(environ, named):
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(environ)
+
+
+def test_the_worker_runs_on_the_event_loop_named(monkeypatch):
+    import asyncio
+    import sys
+
+    import uvloop
+
+    from streams.cli import _event_loop
+
+    for name, kind in (("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)):
+        loop = _event_loop(Settings.from_env({"KBWATCH_EVENT_LOOP": name}))
+        try:
+            assert isinstance(loop, kind)
+            assert name == "asyncio" or not isinstance(loop, asyncio.BaseEventLoop)
+        finally:
+            loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as where uvloop does not build
+    with pytest.raises(SettingsError, match="set KBWATCH_EVENT_LOOP=asyncio"):
+        _event_loop(Settings.from_env({}))

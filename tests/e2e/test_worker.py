@@ -130,20 +130,28 @@ def test_bad_messages_go_to_the_dlq_and_the_good_ones_still_alert(broker: Embedd
         assert 'kbwatch_dlq_total{reason="not_json"} 1.0' in scrape(metrics_url)
 
 
-# Each sieve client on Winlogbeat; OTLP protobuf, the one binary collector format, once.
+# Each sieve client on Winlogbeat; OTLP protobuf, the one binary collector format, once,
+# on asyncio's own loop, the other KBWATCH_EVENT_LOOP.
 @pytest.mark.parametrize(
-    ("sieve_client", "collector"),
-    [("aiokafka", "winlogbeat"), ("librdkafka", "winlogbeat"), ("aiokafka", "otlp_proto")],
+    ("sieve_client", "collector", "event_loop"),
+    [
+        ("aiokafka", "winlogbeat", "uvloop"),
+        ("librdkafka", "winlogbeat", "uvloop"),
+        ("aiokafka", "otlp_proto", "asyncio"),
+    ],
 )
 def test_live_worker_and_replay_agree_on_the_simulated_fleet(
-    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str, collector: str
+    broker: EmbeddedBroker, tmp_path: Path, sieve_client: str, collector: str, event_loop: str
 ):
-    settings = replace(isolated_settings(broker, tmp_path), sieve_client=sieve_client)
+    settings = replace(isolated_settings(broker, tmp_path), sieve_client=sieve_client, event_loop=event_loop)
     plan = FleetPlan(devices=240, seed=99, collector=InputFormat(collector))
     stream, expectation = spring_2025(plan)
     expected = replayed_verdicts(stream)
     with running_worker(settings, tmp_path / "worker.log") as metrics_url:
-        info = f'kbwatch_build_info{{sieve_client="{sieve_client}",version="{streams.__version__}"}} 1.0'
+        info = (
+            f'kbwatch_build_info{{event_loop="{event_loop}",sieve_client="{sieve_client}",'
+            f'version="{streams.__version__}"}} 1.0'
+        )
         assert info in scrape(metrics_url)
         asyncio.run(produce_fleet(plan, settings, stream))
 
