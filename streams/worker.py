@@ -52,7 +52,8 @@ class Worker:
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     """Attach the device agent, the sieve, the sweep and `/metrics` to a new app."""
     metrics = metrics or Metrics.create()
-    # Which client reads the input is this worker's own fact, for dashboards and a page's triage.
+    # Which client reads the input, and which loop runs it, are this worker's own facts,
+    # for dashboards and a page's triage.
     metrics.build.info(
         {"version": __version__, "sieve_client": settings.sieve_client, "event_loop": settings.event_loop}
     )
