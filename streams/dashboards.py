@@ -123,6 +123,12 @@ PIPELINE = (
         ),
     ),
     Panel("Workers up", (('up{job="kbwatch"}', "{{instance}}"),), kind="stat"),
+    Panel(
+        "What each worker runs",
+        (("kbwatch_build_info", "{{instance}} {{version}} {{sieve_client}} {{event_loop}}"),),
+        kind="table",
+        description="Version, sieve client (KBWATCH_SIEVE_CLIENT) and event loop (KBWATCH_EVENT_LOOP).",
+    ),
 )
 
 DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...]]] = {
