@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from streams import __version__
-from streams.settings import EVENT_LOOPS, SIEVE_CLIENTS, Settings, SettingsError
+from streams.settings import EVENT_LOOPS, SIEVE_CLIENTS, Settings, SettingsError, env_name
 
 if TYPE_CHECKING:
     from streams.metrics import Metrics
@@ -191,9 +191,10 @@ def _event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError as error:  # a platform uvloop has no build for (Windows)
+        name = env_name("event_loop")
         raise SettingsError(
-            "KBWATCH_EVENT_LOOP=uvloop needs the uvloop package, which this installation lacks "
-            f"({error}); install it, or set KBWATCH_EVENT_LOOP=asyncio"
+            f"{name}=uvloop needs the uvloop package, which this installation lacks "
+            f"({error}); install it, or set {name}=asyncio"
         ) from error
     return uvloop.new_event_loop()
 
