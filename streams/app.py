@@ -8,13 +8,21 @@ import faust
 
 from streams.security import faust_credentials
 from streams.settings import Settings
+from streams.signals import MAX_SEEN_PER_MESSAGE
+
+# Faust holds table changelog writes in a buffer, and past 100 of them it stops the agent
+# until they are sent, with a "producer buffer full" warning each time. One `seen_many`
+# writes the state of each device it names (up to MAX_SEEN_PER_MESSAGE) and as many
+# silence watches: with room for those, the warning means the sends have fallen behind,
+# not that a worker catching up on a backlog applied one message.
+PRODUCER_BUFFER_MESSAGES = 2 * MAX_SEEN_PER_MESSAGE
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app configured for kbwatch; agents are attached by `streams.worker`."""
     # Faust creates only the last level of its data directory.
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers().split(",")],
         store=settings.store,
@@ -38,3 +46,6 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_credentials=faust_credentials(settings),
     )
+    # Faust has no setting for it. Its consumer still flushes the buffer before each commit.
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+    return app
