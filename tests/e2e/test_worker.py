@@ -249,7 +249,7 @@ def test_a_hostile_file_runs_through_the_live_worker_without_loss(broker: Embedd
         )
         metrics = scrape(metrics_url)
     assert Counter(dict(message.headers)[HEADER_REASON].decode() for message in dead) == expected_reasons
-    assert_live_agrees_with_replay(alerts_of(alerts), expected_alerts)
+    assert_live_agrees_with_replay(alerts_of(alerts), expected_alerts, worker_counters(metrics))
     assert "invented-" not in metrics and "bad-host" not in metrics
 
 
