@@ -14,6 +14,16 @@ same order and reach the same verdicts. The price is latency: a KB's verdict
 waits for the fleet clock (the newest event time minus the allowed lateness).
 A fact older than what was already released (later than the allowed lateness)
 is applied when it arrives and counted in `kbwatch_evidence_late_total`.
+
+A worker can die between any two of the table writes one piece of evidence
+causes (each is a changelog record of its own), and Faust then hands that
+evidence over again to a table holding only the first of them. So every write
+is safe to make again: held facts are kept until the facts they hold are
+applied, and a KB's state and the baseline carry a stamp (the evidence's place
+in the agent's sequence and the fact's order) that a fact applied once does not
+pass again. Alerts caused by a message whose worker died before sending them
+are said again, with every KB's, at the first evidence after the fleet's
+partition was taken (`taken_over`).
 """
 
 from __future__ import annotations
@@ -40,7 +50,38 @@ UNKNOWN_ARCH = "unknown"
 HELD_INDEX_KEY = "_held"  # [[event second, facts held for it], ...], sorted
 HELD_PREFIX = "_held/"  # + event second: the facts of that second, one wire record a line
 INTERNAL_PREFIX = "_"  # KB numbers never start with it
-APPLIED_OFFSET_KEY = "_offset"  # [offset, timestamp ms] of the evidence last processed, written last
+APPLIED_OFFSET_KEY = "_offset"  # `Applied`, written last for each piece of evidence
+
+# Where a fact stands in the fleet agent's work: (sequence number of the evidence
+# that applied it, then `Evidence.order`). Increasing within one piece of evidence
+# (its facts are applied in order) and from one piece to the next.
+Stamp = tuple[int, int, str, str, str, str]
+
+
+@dataclass(slots=True)
+class Applied:
+    """What the fleet agent processed last: where it was and how far its sequence has got."""
+
+    offset: int = -1  # on the evidence topic
+    newest_ms: int = 0  # the newest produce time of the evidence processed
+    sequence: int = 0  # pieces of evidence processed, counting those the table kept
+
+    def to_wire(self) -> bytes:
+        return codec.dumps([self.offset, self.newest_ms, self.sequence])
+
+    @classmethod
+    def from_wire(cls, payload: bytes) -> Applied:
+        wire = codec.loads(payload)
+        # Before 0.9.2: [offset, that evidence's produce time], and no sequence.
+        return cls(wire[0], wire[1], wire[2] if len(wire) > 2 else 0)
+
+
+def _stamp_to_wire(stamp: Stamp | None) -> list[Any] | None:
+    return list(stamp) if stamp is not None else None
+
+
+def _stamp_from_wire(wire: list[Any] | None) -> Stamp | None:
+    return (wire[0], wire[1], wire[2], wire[3], wire[4], wire[5]) if wire else None
 
 
 @dataclass(slots=True)
@@ -74,6 +115,7 @@ class KbState:
     said: dict[str, tuple[bool, int]] = field(default_factory=dict)
     # (fingerprint, starts, ends, arch label fixed when it first fired)
     episodes: list[tuple[str, int, int, str]] = field(default_factory=list)
+    stamp: Stamp | None = None  # the last fact applied or judged here (live only)
 
     def installed_total(self) -> int:
         return sum(sum(hours.values()) for hours in self.installs.values())
@@ -98,6 +140,7 @@ class KbState:
                 "l": self.last_recovered_ms,
                 "e": [list(episode) for episode in self.episodes],
                 "s": {device: [int(recovered), ms] for device, (recovered, ms) in self.said.items()},
+                "st": _stamp_to_wire(self.stamp),
             }
         )
 
@@ -115,6 +158,7 @@ class KbState:
             episodes=[(fp, starts, ends, arch) for fp, starts, ends, arch in wire["e"]],
             # Not kept before 0.8.4: those devices' facts are counted as they come.
             said={device: (bool(recovered), ms) for device, (recovered, ms) in wire.get("s", {}).items()},
+            stamp=_stamp_from_wire(wire.get("st")),  # not kept before 0.9.2
         )
 
 
@@ -124,6 +168,7 @@ class BaselineState:
 
     exposure: dict[int, int] = field(default_factory=dict)
     loops: dict[int, int] = field(default_factory=dict)
+    stamp: Stamp | None = None  # the last fact counted here (live only)
 
     def count(self, evidence: Evidence) -> None:
         """Add a baseline fact to its hour, or take a withdrawn one off."""
@@ -146,12 +191,22 @@ class BaselineState:
         return baseline_rate(loops, exposure, rule)
 
     def to_wire(self) -> bytes:
-        return codec.dumps({"x": sorted(self.exposure.items()), "l": sorted(self.loops.items())})
+        return codec.dumps(
+            {
+                "x": sorted(self.exposure.items()),
+                "l": sorted(self.loops.items()),
+                "st": _stamp_to_wire(self.stamp),
+            }
+        )
 
     @classmethod
     def from_wire(cls, payload: bytes) -> BaselineState:
         wire = codec.loads(payload)
-        return cls(exposure={h: c for h, c in wire["x"]}, loops={h: c for h, c in wire["l"]})
+        return cls(
+            exposure={h: c for h, c in wire["x"]},
+            loops={h: c for h, c in wire["l"]},
+            stamp=_stamp_from_wire(wire.get("st")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +261,19 @@ class FleetEngine:
         self.catalog = catalog
         self.metrics = metrics
         self.partitions = partitions  # of the signals topic: each must announce its progress
+        self._sequence: int | None = None  # of the evidence in hand, live only: what stamps are made of
+        self._say_again = False
+
+    def taken_over(self) -> None:
+        """The evidence partition is (again) this worker's: say every KB's alerts at the next evidence.
+
+        Whoever processed evidence last, this worker before a restart or another
+        one, may have died after its table writes reached the changelog and before
+        the alerts they caused reached the broker; the evidence is then skipped
+        (or finds its facts applied) when handed over again, and nothing else
+        would send those alerts.
+        """
+        self._say_again = True
 
     def process(self, evidence: Evidence, offset: int | None = None, timestamp_ms: int = 0) -> list[Alert]:
         """Take one fact or progress marker; return the `UpdateRegression` changes it released.
@@ -213,29 +281,50 @@ class FleetEngine:
         `offset` and `timestamp_ms` (its place on the evidence topic and when it
         was produced; live only) make this idempotent: after a crash Faust hands
         over again what came after its last commit, and the restored table may
-        already hold its effect. Install and baseline counts are not sets, so a
-        fact applied twice would count a device twice.
+        already hold its effect, or part of it. Install and baseline counts are
+        not sets, so a fact applied twice would count a device twice.
         """
         if offset is None:
             return self._process(evidence)
+        alerts = self._said_so_far() if self._say_again else []
+        self._say_again = False
         stored = self.states.get(APPLIED_OFFSET_KEY)
-        if stored is not None:
-            applied_offset, applied_timestamp_ms = codec.loads(stored)
-            if offset <= applied_offset and timestamp_ms <= applied_timestamp_ms:
+        applied = Applied.from_wire(stored) if stored is not None else Applied()
+        if offset <= applied.offset:
+            # Evidence comes from every worker's device agents, so produce times are
+            # not in offset order: what was applied is what is no newer than the newest.
+            if timestamp_ms <= applied.newest_ms:
                 self.metrics.evidence_replayed.inc()
-                return []
-            if offset <= applied_offset:
-                # Produced after what was applied at a later offset: the topic was
-                # created again and counts from 0. Skipping would silence the fleet.
-                log.warning(
-                    "evidence offset %d is behind %d but newer: the evidence topic was recreated",
-                    offset,
-                    applied_offset,
-                )
-        alerts = self._process(evidence)
-        # Written after the event's other changes: the changelog keeps their order,
-        # so a crash that loses this write lost theirs as well.
-        self.states[APPLIED_OFFSET_KEY] = codec.dumps([offset, timestamp_ms])
+                return alerts
+            # Produced after everything applied, at an earlier offset: the topic was
+            # created again and counts from 0. Skipping would silence the fleet.
+            log.warning(
+                "evidence offset %d is behind %d but newer: the evidence topic was recreated",
+                offset,
+                applied.offset,
+            )
+        self._sequence = applied.sequence + 1
+        try:
+            alerts += self._process(evidence)
+        finally:
+            self._sequence = None
+        # Written after the evidence's other changes: a crash that loses this write
+        # has this evidence handed over again, and its writes are safe to make again.
+        self.states[APPLIED_OFFSET_KEY] = Applied(
+            offset, max(timestamp_ms, applied.newest_ms), applied.sequence + 1
+        ).to_wire()
+        return alerts
+
+    def _said_so_far(self) -> list[Alert]:
+        """Every episode of every KB as it stands, sent again (`taken_over`)."""
+        alerts = []
+        baseline = self._baseline()
+        for kb in self._kbs():
+            state = self._kb(kb)
+            if state.episodes:
+                assessment = assess(state, baseline, self.catalog.regression)
+                alerts += [self._render(state, assessment, episode) for episode in state.episodes]
+        self.metrics.alerts_resent.inc(len(alerts))
         return alerts
 
     def _process(self, evidence: Evidence) -> list[Alert]:
@@ -255,23 +344,24 @@ class FleetEngine:
         return codec.loads(stored) if stored is not None else []
 
     def _hold(self, evidence: Evidence) -> None:
+        """Keep a fact until its second is released: its bucket first, then the index naming it."""
         second = evidence.time_ms // 1000
         key = f"{HELD_PREFIX}{second}"
-        index = self._held_index()
-        position = bisect.bisect_left(index, [second, 0])
         wire = evidence.to_wire()
         held = self.states.get(key)
-        if held is not None and wire in held.split(b"\n"):
-            return  # the same fact again (a re-sent device signal): it counts once
-        if position < len(index) and index[position][0] == second and held is not None:
-            index[position][1] += 1
-            self.states[key] = held + b"\n" + wire
+        facts = held.split(b"\n") if held is not None else []
+        if wire not in facts:  # else the same fact again (a re-sent device signal): it counts once
+            facts.append(wire)
+            self.states[key] = held + b"\n" + wire if held is not None else wire
+        index = self._held_index()
+        position = bisect.bisect_left(index, [second, 0])
+        if position < len(index) and index[position][0] == second:
+            if index[position][1] == len(facts):
+                return
+            index[position][1] = len(facts)
         else:
-            if position < len(index) and index[position][0] == second:
-                index[position][1] = 1  # its bucket was lost with a crash: start it again
-            else:
-                index.insert(position, [second, 1])
-            self.states[key] = wire
+            # Also a bucket written just before a crash: the index did not name it yet.
+            index.insert(position, [second, len(facts)])
         self.states[HELD_INDEX_KEY] = codec.dumps(index)
         self.metrics.evidence_held.set(sum(count for _, count in index))
 
@@ -290,25 +380,34 @@ class FleetEngine:
         return alerts
 
     def _release(self, before_ms: int) -> list[Alert]:
+        """Apply the facts held for seconds before `before_ms`, then let their buckets go.
+
+        In that order: a crash between leaves the buckets, and the stamps make
+        their facts count once when the same progress marker releases them again.
+        """
         index = self._held_index()
         due = [second for second, _ in index if second * 1000 < before_ms]
         if not due:
             return []
         facts: list[Evidence] = []
         for second in due:
-            key = f"{HELD_PREFIX}{second}"
-            held = self.states.get(key)
-            if held is None:
-                continue  # released once already, the index's update lost with a crash
-            facts += [Evidence.from_wire(line) for line in held.split(b"\n")]
-            del self.states[key]
-        remaining = index[len(due) :]
-        self.states[HELD_INDEX_KEY] = codec.dumps(remaining)
-        self.metrics.evidence_held.set(sum(count for _, count in remaining))
+            held = self.states.get(f"{HELD_PREFIX}{second}")
+            if held is not None:  # else applied and let go just before a crash
+                facts += [Evidence.from_wire(line) for line in held.split(b"\n")]
         alerts: list[Alert] = []
         for fact in sorted(_net(facts), key=Evidence.order):
             alerts += self._apply(fact)
+        for second in due:
+            self.states.pop(f"{HELD_PREFIX}{second}", None)
+        remaining = index[len(due) :]
+        self.states[HELD_INDEX_KEY] = codec.dumps(remaining)
+        self.metrics.evidence_held.set(sum(count for _, count in remaining))
         return alerts
+
+    def _stamp(self, evidence: Evidence) -> Stamp | None:
+        if self._sequence is None:
+            return None
+        return (self._sequence, *evidence.order())
 
     def _apply(self, evidence: Evidence, late: bool = False) -> list[Alert]:
         """Apply one fact now; return the `UpdateRegression` state changes it caused."""
@@ -321,11 +420,15 @@ class FleetEngine:
 
     def _apply_to_kb(self, evidence: Evidence, late: bool) -> list[Alert]:
         state = self._kb(evidence.kb)
+        stamp = self._stamp(evidence)
+        if _passed(state.stamp, stamp):
+            return []  # applied just before a crash: the evidence came again
         if not _apply_kb(state, evidence):
             return []  # said again after a crash or a duplicate: not late, only repeated
         if late:
             self.metrics.evidence_late.inc()
         alerts = self._evaluate(state, self._baseline())
+        state.stamp = stamp
         self.states[evidence.kb] = state.to_wire()
         self._trim()
         self._export()
@@ -334,14 +437,19 @@ class FleetEngine:
     def _apply_to_baseline(self, evidence: Evidence) -> list[Alert]:
         """A baseline fact moves every KB's comparison: judge again those with enough affected."""
         baseline = self._baseline()
-        baseline.count(evidence)
-        self.states[BASELINE_KEY] = baseline.to_wire()
+        stamp = self._stamp(evidence)
+        if not _passed(baseline.stamp, stamp):
+            baseline.count(evidence)
+            baseline.stamp = stamp
+            self.states[BASELINE_KEY] = baseline.to_wire()
         alerts = []
         for kb in self._kbs():
             state = self._kb(kb)
-            if state.affected_total >= self.catalog.regression.min_affected:
-                alerts += self._evaluate(state, baseline)
-                self.states[kb] = state.to_wire()
+            if state.affected_total < self.catalog.regression.min_affected or _passed(state.stamp, stamp):
+                continue
+            alerts += self._evaluate(state, baseline)
+            state.stamp = stamp
+            self.states[kb] = state.to_wire()
         return alerts
 
     def _kb(self, kb: str) -> KbState:
@@ -383,12 +491,15 @@ class FleetEngine:
         return [self._alert(state, assessment, state.episodes[-1])]
 
     def _alert(self, state: KbState, assessment: Assessment, episode: tuple[str, int, int, str]) -> Alert:
-        catalog = self.catalog
-        alert = regression_alert(
-            state, assessment, catalog.regression, episode, catalog.runbook_url(catalog.regression.alertname)
-        )
+        alert = self._render(state, assessment, episode)
         self.metrics.alerts.labels(alert.labels["alertname"], alert.labels["severity"], alert.status).inc()
         return alert
+
+    def _render(self, state: KbState, assessment: Assessment, episode: tuple[str, int, int, str]) -> Alert:
+        catalog = self.catalog
+        return regression_alert(
+            state, assessment, catalog.regression, episode, catalog.runbook_url(catalog.regression.alertname)
+        )
 
     def _trim(self) -> None:
         """Keep the newest `max_tracked_kbs` KBs by first install."""
@@ -416,6 +527,11 @@ class FleetEngine:
                 sum(s.failing() for s in rest),
             ),
         )
+
+
+def _passed(applied: Stamp | None, stamp: Stamp | None) -> bool:
+    """Whether a state stamped `applied` already holds the fact stamped `stamp`."""
+    return applied is not None and stamp is not None and stamp <= applied
 
 
 def _apply_kb(state: KbState, evidence: Evidence) -> bool:

@@ -142,6 +142,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         log.info("agents: partitions assigned: %s", describe_partitions(assigned) or "none")
         # Whoever wrote their states last may have died before sending what they caused.
         engine.taken_over(tp.partition for tp in assigned if tp.topic == settings.signals_topic)
+        if any(tp.topic == settings.evidence_topic for tp in assigned):
+            fleet.taken_over()
         set_fetch_max_wait(app, settings.fetch_max_wait_ms)
 
     @app.on_before_shutdown.connect
