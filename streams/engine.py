@@ -330,6 +330,8 @@ class Engine:
         (`said_so_far`), but a silence verdict comes from a tick, which nothing
         brings back. So the first tick after taking partitions says it all again:
         one walk of the table for all of them (it decodes every state, as a sweep does).
+        The walk also sets each device's silence watch again: it is a record on
+        another changelog, which a crash can have cut off after the state's.
         """
         output = Output()
         taken: set[int] = set()
@@ -340,6 +342,7 @@ class Engine:
             if self._owned is not None and state.partition not in self._owned:
                 continue  # a standby copy: its owner says it
             taken.add(state.partition)
+            self._watch(state)
             if state.episodes or state.reported:
                 resent, evidence = said_so_far(state, self.catalog)
                 output.resent += resent
@@ -415,6 +418,10 @@ class Engine:
         if len(self._recent) >= RECENT_STATES:
             self._recent.clear()
         self._recent[state.device] = (encoded, state)
+        self._watch(state)
+
+    def _watch(self, state: DeviceState) -> None:
+        """Set or clear the device's silence watch to match its state."""
         deadline = silence_deadline(state, self.catalog)
         watched = self.watches.get(state.device)
         if deadline:

@@ -1,4 +1,4 @@
-"""A device agent killed between its two writes: the verdicts are still replay's.
+"""A device agent killed between its writes: the verdicts are still replay's.
 
 The device agent writes a device's state (a table changelog record) and then
 sends what it caused (alerts, and evidence for the fleet agent) through one
@@ -28,7 +28,16 @@ from streams.sieve import Sieve, Source
 from streams.signals import Signal
 from streams.simulate import FleetPlan, SimRecord, spring_2025
 from streams.timeutil import HOUR_MS, wall_clock_ms
-from tests.builders import T0, crash_boot_signals, final_by_fingerprint, install, minutes, replayed_verdicts
+from tests.builders import (
+    DEVICE,
+    T0,
+    crash_boot_signals,
+    final_by_fingerprint,
+    install,
+    minutes,
+    replayed_verdicts,
+    restart,
+)
 
 STATUS_FACTS = {EvidenceKind.AFFECTED, EvidenceKind.RECOVERED, EvidenceKind.RELAPSED}
 
@@ -173,3 +182,23 @@ def test_a_standby_copy_of_another_workers_partition_is_not_said_again():
     assert restarted.tick(T0 + HOUR_MS, partition=1).resent == []
     restarted.taken_over([1, 3])
     assert len(restarted.tick(T0 + HOUR_MS, partition=3).resent) == 1
+
+
+def test_a_silence_watch_cut_off_by_a_crash_is_set_again_at_the_first_tick():
+    """The watch is a record on another changelog than the state's: a crash can keep one only."""
+    signals = [install(T0), restart(T0 + minutes(5), 200)]
+    states: dict[str, bytes] = {}
+    watches: dict[str, bytes] = {}
+    first = Engine(states, Catalog(), Metrics.create(), watches)
+    for signal in signals:
+        first.process(signal, partition=2)
+    assert DEVICE in watches
+    del watches[DEVICE]  # the state's record landed, the watch's did not
+
+    restarted = Engine(states, Catalog(), Metrics.create(), watches)
+    restarted.tick(T0 + minutes(10), partition=2)
+    assert DEVICE in watches
+    alerts = restarted.tick(T0 + minutes(80), partition=2).alerts
+    assert [(alert.labels["alertname"], alert.status) for alert in alerts] == [
+        ("DeviceSilentAfterUpdate", "firing")
+    ]
