@@ -101,7 +101,7 @@ class Metrics:
             alerts_resent=Counter(
                 "kbwatch_alerts_resent",
                 "Alerts sent again as they stand, unchanged, where a crash may have lost them "
-                "(a duplicate record; the first tick after a start or takeover).",
+                "(a duplicate record; the first tick or evidence after a start or takeover).",
                 registry=registry,
             ),
             dlq=Counter(
