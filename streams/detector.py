@@ -520,7 +520,14 @@ def _fleet_alertnames(catalog: Catalog) -> set[str]:
 
 
 def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
-    """Affected, recovered and relapsed transitions per KB, from the episodes sent."""
+    """Affected, recovered and relapsed transitions per KB, from the episodes sent.
+
+    A device is affected by a KB from the start of its earliest episode counted
+    for it, firing or over: read in order, that is when it first fired. A late
+    record can move that start earlier while the episode still fires or after
+    it ended; either way the fleet agent is told the earlier time (it counts a
+    device once, at its earliest), as replay would have had it.
+    """
     counted = _fleet_alertnames(catalog)
     evidence: list[Evidence] = []
     for position, entry in enumerate(state.reported):
@@ -528,27 +535,29 @@ def _fleet_evidence(state: DeviceState, catalog: Catalog) -> list[Evidence]:
         if not episodes:
             continue
         firing = [e for e in episodes if e.firing]
-        if firing and entry.status != "affected":
-            kind = EvidenceKind.RELAPSED if entry.status == "recovered" else EvidenceKind.AFFECTED
-            when = min(e.starts_ms for e in firing)
-            state.reported[position] = Reported(entry.kb, "affected", when)
-            evidence.append(Evidence(kind, entry.kb, state.device, state.arch, when))
-        elif firing and entry.affected_ms and min(e.starts_ms for e in firing) < entry.affected_ms:
-            # A late record moved the start earlier: the fleet agent moves the
-            # device's time (it counts a device once), as replay would have had it.
-            when = min(e.starts_ms for e in firing)
-            state.reported[position] = Reported(entry.kb, "affected", when)
-            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, when))
-        elif not firing and entry.status == "installed":
+        since = min(e.starts_ms for e in episodes)
+        if entry.status == "installed":
+            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, since))
+            if firing:
+                state.reported[position] = Reported(entry.kb, "affected", since)
+                continue
             # Found already over (a late install): affected, then recovered.
-            when = min(e.starts_ms for e in episodes)
-            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, when))
-            state.reported[position] = Reported(entry.kb, "recovered", when)
             ended = max(e.ends_ms for e in episodes)
+            state.reported[position] = Reported(entry.kb, "recovered", since, ended)
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
+            continue
+        if entry.affected_ms and since < entry.affected_ms:
+            evidence.append(Evidence(EvidenceKind.AFFECTED, entry.kb, state.device, state.arch, since))
+            entry = state.reported[position] = replace(entry, affected_ms=since)
+        # A late record can re-open an episode that ended: its relapse then starts
+        # before the recovery told. Times told only move on (`Reported.said_ms`).
+        if firing and entry.status == "recovered":
+            when = max(min(e.starts_ms for e in firing), entry.said_ms)
+            state.reported[position] = replace(entry, status="affected", said_ms=when)
+            evidence.append(Evidence(EvidenceKind.RELAPSED, entry.kb, state.device, state.arch, when))
         elif not firing and entry.status == "affected":
-            state.reported[position] = Reported(entry.kb, "recovered", entry.affected_ms)
-            ended = max(e.ends_ms for e in episodes)
+            ended = max(max(e.ends_ms for e in episodes), entry.said_ms)
+            state.reported[position] = replace(entry, status="recovered", said_ms=ended)
             evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, ended))
     return evidence
 
@@ -573,7 +582,8 @@ def said_so_far(state: DeviceState, catalog: Catalog) -> tuple[list[Alert], list
         )
         ended = [e.ends_ms for e in state.episodes if e.kb == entry.kb and e.alertname in counted]
         if entry.status == "recovered" and ended:
-            evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, max(ended)))
+            told = max(*ended, entry.said_ms)  # as `_fleet_evidence` said it
+            evidence.append(Evidence(EvidenceKind.RECOVERED, entry.kb, state.device, state.arch, told))
     return alerts, evidence
 
 

@@ -87,6 +87,9 @@ class Reported:
     kb: str
     status: str  # installed | affected | recovered
     affected_ms: int = 0  # the start last reported as affected: a late record can move it earlier
+    # The time of the last recovery or relapse told: the next one is never older, so
+    # that the fleet agent can tell a status said again from a newer one.
+    said_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -132,7 +135,7 @@ class DeviceState:
                 "r": [[r.time_ms, r.record_key, r.back_ms] for r in self.restarts],
                 "i": [[i.time_ms, i.kb, i.build, i.source] for i in self.installs],
                 "e": [_episode_to_wire(e) for e in self.episodes],
-                "f": [[entry.kb, entry.status, entry.affected_ms] for entry in self.reported],
+                "f": [[entry.kb, entry.status, entry.affected_ms, entry.said_ms] for entry in self.reported],
                 "g": self.background_loops,
                 "x": self.exposure_epoch,
                 "y": self.exposure_ms,
@@ -158,7 +161,7 @@ class DeviceState:
             restarts=[Restart(t, r, back) for t, r, back in wire["r"]],
             installs=[Install(t, kb, b, s) for t, kb, b, s in wire["i"]],
             episodes=[Episode(*values) for values in wire["e"]],
-            reported=[Reported(*entry) for entry in wire["f"]],  # 2 fields before 0.5
+            reported=[Reported(*entry) for entry in wire["f"]],  # 2 fields before 0.5, 3 before 0.9.2
             background_loops=list(wire["g"]),
             exposure_epoch=wire["x"],
             exposure_ms=wire.get("y", 0),  # not kept before 0.8.5: nothing to withdraw

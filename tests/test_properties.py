@@ -7,7 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.catalog import Catalog
+from streams.detector import apply
 from streams.engine import Engine
+from streams.evidence import Evidence
+from streams.fleet import FleetEngine
 from streams.metrics import Metrics
 from streams.signals import Signal, SignalKind
 from streams.timeutil import HOUR_MS
@@ -70,6 +73,32 @@ def test_records_up_to_two_hours_late_keep_every_fingerprint(history, data):
         )
     ]
     assert final_by_fingerprint(run(delivered)[1]) == expected
+
+
+def fleet_view(signals: list[Signal]) -> tuple[list[tuple[int, str, str]], int, int]:
+    """What the fleet agent holds of the device after its facts: when it was affected, and recovered."""
+    catalog = Catalog()
+    fleet = FleetEngine({}, catalog, Metrics.create())
+    state = None
+    for signal in signals:
+        result = apply(state, signal, catalog)
+        state = result.state
+        for fact in result.evidence:
+            fleet.process(fact)
+    fleet.process(Evidence.progress(0, 2**50))
+    kb = fleet._kb("KB5055523")
+    return kb.affected, kb.affected_total, kb.recovered
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=device_histories(), data=st.data())
+def test_the_fleet_agent_counts_a_device_as_in_order_whatever_the_delivery_order(history, data):
+    """Before 0.9.2 a late record that moved an ended episode's start earlier left the
+    fleet with the later time (an `UpdateRegression` starting late), and a relapse of an
+    episode a late record re-opened was dated before the recovery it undid and ignored."""
+    shuffled = data.draw(st.permutations(history))
+    duplicates = data.draw(st.lists(st.sampled_from(history), max_size=10))
+    assert fleet_view(shuffled + duplicates) == fleet_view(history)
 
 
 @settings(max_examples=200, deadline=None)
