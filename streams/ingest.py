@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_RECORDS = 5_000
 MAX_HELD_RECORDS = 20_000  # per partition, before it is paused
+INSTALLS_WAIT_SECONDS = 5.0  # the longest a tick waits for install reports known unread
 POLL_MS = 500
 QUIET_FLUSH_MS = 2_000
 RETRY_FIRST_SECONDS = 1.0  # after a broker error; doubles up to RETRY_MAX_SECONDS
@@ -101,6 +102,7 @@ class Ingest:
         # Released `seen` signals not yet sent, and when the first of them was released.
         self._seen = SeenBatch(settings.partitions)
         self._seen_since = 0.0
+        self._installs_unread_since: float | None = None  # since when ticks wait for install reports
         # Sends not yet acknowledged: awaited once, before the commit they guard.
         self._unacked: list[asyncio.Future[Any]] = []
         self.polling = False  # joined its group and reading: what readiness needs of the sieve
@@ -355,12 +357,36 @@ class Ingest:
                     self.settings.signals_topic, value=message.to_wire(), partition=partition_number
                 )
             )
-        watermark = self.clock.due_tick()
+        watermark = 0 if self._waiting_for_installs() else self.clock.due_tick()
         if watermark:
             # To every partition: each device agent judges the silences of its own
             # partition's devices.
             pending += await self._send_tick(watermark, idle=False)
         self._seen.clear()
+
+    def _waiting_for_installs(self) -> bool:
+        """Whether the tick waits for install reports this sieve knows are unread.
+
+        A device agent that learns of an install after the fleet clock moved on
+        can have taken the device's loop for background, or forgotten the device.
+        Install reports are few and read at once, so the wait is short; it ends
+        after `INSTALLS_WAIT_SECONDS` all the same, for an end offset no record
+        reaches (a transaction marker).
+        """
+        assert self._consumer is not None
+        unread = False
+        for partition in self._consumer.assignment():
+            if partition.topic == self.settings.installs_topic:
+                next_offset, highwater = self._read_to.get(partition), self._consumer.highwater(partition)
+                if next_offset is not None and highwater is not None and next_offset < highwater:
+                    unread = True
+        if not unread:
+            self._installs_unread_since = None
+            return False
+        now = time.monotonic()
+        if self._installs_unread_since is None:
+            self._installs_unread_since = now
+        return now - self._installs_unread_since < INSTALLS_WAIT_SECONDS
 
     async def _send_tick(self, watermark_ms: int, idle: bool) -> list[asyncio.Future[Any]]:
         """The sieve's clock, for the input partitions it owns, to every signals partition."""

@@ -17,6 +17,7 @@ from streams.ingest import Ingest
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.signals import SignalKind
+from streams.timeutil import to_rfc3339
 from tests.builders import DEVICE, HOST, T0, minutes
 from tests.ingest_fakes import Consumer, Message, Producer, noise, seen_devices
 
@@ -145,3 +146,40 @@ def test_acknowledgements_are_awaited_once_before_the_commit_not_batch_by_batch(
 
     asyncio.run(scenario())
     assert consumer.commits == [{EVENTS: 2}]
+
+
+INSTALLS = TopicPartition(SETTINGS.installs_topic, 0)
+
+
+def install_report(offset: int, at_ms: int) -> Message:
+    """A native install report, as an update-report pipeline sends it."""
+    report = {"device": DEVICE, "kb": "KB5055523", "installed_at": to_rfc3339(at_ms), "source": "intune"}
+    return Message(offset, codec.dumps(report))
+
+
+@pytest.fixture
+def no_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest, "SEEN_LINGER_SECONDS", 0.0)
+
+
+@pytest.mark.usefixtures("no_linger")
+@pytest.mark.parametrize("wait_seconds", [60.0, 0.0])
+def test_the_tick_waits_for_install_reports_known_to_be_unread(monkeypatch, wait_seconds):
+    """A device agent told of an install after the clock moved on may have forgotten the device."""
+    monkeypatch.setattr(ingest, "INSTALLS_WAIT_SECONDS", wait_seconds)
+    sieve_ = Ingest(SETTINGS, Metrics.create())
+    consumer, producer = Consumer({EVENTS, INSTALLS}, {EVENTS: 3, INSTALLS: 2}), Producer()
+    sieve_._consumer, sieve_._producer = consumer, producer
+
+    async def scenario() -> None:
+        await sieve_._sift_batch({INSTALLS: [install_report(0, T0)], EVENTS: [noise(T0, 0)]})
+        await sieve_._sift_batch({EVENTS: [noise(T0 + minutes(30), 1, host=OTHER)]})
+        # The second report (offset 1) is known to be there and not read yet.
+        assert (SignalKind.TICK in kinds(producer)) is (wait_seconds == 0.0)  # unless it waited enough
+        await sieve_._sift_batch({INSTALLS: [install_report(1, T0 + minutes(1))]})
+        await sieve_._sift_batch({EVENTS: [noise(T0 + minutes(45), 2, host=OTHER)]})
+
+    asyncio.run(scenario())
+    sent = kinds(producer)
+    assert SignalKind.TICK in sent
+    assert sent.index(SignalKind.INSTALL) < sent.index(SignalKind.TICK) or wait_seconds == 0.0
