@@ -374,13 +374,8 @@ class Ingest:
         reaches (a transaction marker).
         """
         assert self._consumer is not None
-        unread = False
-        for partition in self._consumer.assignment():
-            if partition.topic == self.settings.installs_topic:
-                next_offset, highwater = self._read_to.get(partition), self._consumer.highwater(partition)
-                if next_offset is not None and highwater is not None and next_offset < highwater:
-                    unread = True
-        if not unread:
+        installs = self.settings.installs_topic
+        if not any(self._unread(tp) for tp in self._consumer.assignment() if tp.topic == installs):
             self._installs_unread_since = None
             return False
         now = time.monotonic()
@@ -442,13 +437,18 @@ class Ingest:
         for partition in self._consumer.assignment():
             if partition.topic != self.settings.events_topic:
                 continue
-            next_offset = self._read_to.get(partition)
-            highwater = self._consumer.highwater(partition)
-            unknown = highwater is None or next_offset is None
-            unread = highwater is not None and next_offset is not None and next_offset < highwater
-            if unread or (unknown and not known_unread_only):
+            unread = self._unread(partition)
+            if unread or (unread is None and not known_unread_only):
                 behind[partition] = self._partition_time.get(partition, NEVER_READ)
         return behind
+
+    def _unread(self, partition: Any) -> bool | None:
+        """Whether the partition holds records past what was read; None when either end is unknown."""
+        assert self._consumer is not None
+        next_offset, highwater = self._read_to.get(partition), self._consumer.highwater(partition)
+        if next_offset is None or highwater is None:
+            return None
+        return next_offset < highwater
 
     def _count(
         self,

@@ -82,7 +82,7 @@ def produced_ms(offset: int) -> int:
 
 @cache
 def clean_run() -> tuple[list[Write], list[int], list[list[dict[str, Any]]]]:
-    """The uninterrupted run: its writes, where each evidence's begin, and each one's alerts."""
+    """The uninterrupted run: its writes, where each evidence's writes begin, and its alerts."""
     table = Changelog()
     fleet = FleetEngine(table, Catalog(), Metrics.create())
     bounds, alerts = [], []

@@ -59,8 +59,14 @@ def incident_documents() -> list[bytes]:
 
 
 def worker_counters(page: str) -> str:
-    """A worker's record, signal and dead-letter counters: where its input went, for a failure."""
-    prefixes = ("kbwatch_records_total", "kbwatch_signals_total", "kbwatch_dlq_total")
+    """A worker's record, signal, dead-letter, evidence and re-sent counters: where its input went."""
+    prefixes = (
+        "kbwatch_records_total",
+        "kbwatch_signals_total",
+        "kbwatch_dlq_total",
+        "kbwatch_evidence_",  # facts applied, late and handed over again
+        "kbwatch_alerts_resent_total",
+    )
     return "\n".join(line for line in page.splitlines() if line.startswith(prefixes))
 
 
