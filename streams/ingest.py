@@ -60,7 +60,8 @@ class SieveConsumer(Protocol):
     """What the sieve asks of its consumer: `AIOKafkaConsumer`'s calls, which `RdkafkaConsumer` answers too.
 
     Partitions are aiokafka's `TopicPartition`; a message has `offset`, `value` and `key`;
-    a failure the sieve should retry is aiokafka's `KafkaError`.
+    a failure the sieve should retry is aiokafka's `KafkaError`. The listener given to
+    `subscribe` hears of every assignment, an empty one included (`Takeovers`).
     """
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None: ...
@@ -106,6 +107,7 @@ class Ingest:
         # Sends not yet acknowledged: awaited once, before the commit they guard.
         self._unacked: list[asyncio.Future[Any]] = []
         self.polling = False  # joined its group and reading: what readiness needs of the sieve
+        self._takeovers = Takeovers()
         self.finished = asyncio.Event()  # run() returned: its last batch sent and committed
 
     async def run(self) -> None:
@@ -119,7 +121,7 @@ class Ingest:
             **aiokafka_options(settings),
         )
         self._consumer = _consumer(settings, self.metrics)
-        self._consumer.subscribe([settings.events_topic, settings.installs_topic], listener=_Takeovers())
+        self._consumer.subscribe([settings.events_topic, settings.installs_topic], listener=self._takeovers)
         await self._producer.start()
         await self._consumer.start()
         log.info("sieve reading %s and %s", settings.events_topic, settings.installs_topic)
@@ -133,7 +135,9 @@ class Ingest:
                         await self._rewind()
                         rewind = False
                     batch = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH_RECORDS)
-                    self.polling = True
+                    # A poll can come back empty before the group has been joined
+                    # (librdkafka's does): only an assignment, even of nothing, says it has.
+                    self.polling = self._takeovers.joined
                     quiet_polls = 0 if batch else quiet_polls + 1
                     # Held records wait for slower partitions; once the input has been
                     # quiet for a while, only partitions with records known unread do.
@@ -493,15 +497,30 @@ def _consumer(settings: Settings, metrics: Metrics) -> SieveConsumer:
     return consumer
 
 
-class _Takeovers(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Logs which input partitions this sieve gives up and takes over: how a takeover shows."""
+class Takeovers(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs which input partitions this sieve gives up and takes over (how a takeover shows),
+    and notes that it has joined its group.
+
+    aiokafka awaits the `on_partitions_*` hooks; `RdkafkaConsumer` calls `assigned` and
+    `revoked` on librdkafka's thread, so they only log and set a flag.
+    """
+
+    def __init__(self) -> None:
+        self.joined = False  # an assignment came, perhaps of no partition
+
+    def assigned(self, partitions: Any) -> None:
+        log.info("sieve: partitions assigned: %s", describe_partitions(partitions) or "none")
+        self.joined = True
+
+    def revoked(self, partitions: Any) -> None:
+        if partitions:
+            log.info("sieve: partitions revoked: %s", describe_partitions(partitions))
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked:
-            log.info("sieve: partitions revoked: %s", describe_partitions(revoked))
+        self.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("sieve: partitions assigned: %s", describe_partitions(assigned) or "none")
+        self.assigned(assigned)
 
 
 def describe_partitions(partitions: Any) -> str:

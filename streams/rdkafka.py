@@ -117,6 +117,7 @@ class RdkafkaConsumer:
         self._topic_sizes: dict[str, int] = {}
         self._sizes_known = False
         self._topics: list[str] = []
+        self._listener: Any = None  # hears of assignments, as aiokafka's rebalance listener does
         # The assignment as of the last rebalance, read again on the consumer's thread after
         # each one: librdkafka's `assignment()` asks its main thread and waits for the answer
         # holding the GIL (3 % of the worker's Python time in a py-spy profile), and the
@@ -131,8 +132,10 @@ class RdkafkaConsumer:
             raise KafkaError(str(error)) from error
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        """Remember the topics; `start` subscribes (the listener's logging is done here)."""
+        """Remember the topics; `start` subscribes. The listener's `assigned` and `revoked`
+        (`ingest.Takeovers`) are called on the consumer's thread, with aiokafka's partitions."""
         self._topics = list(topics)
+        self._listener = listener
 
     async def start(self) -> None:
         self._consumer = await self._call(self._create)
@@ -164,14 +167,19 @@ class RdkafkaConsumer:
             log.warning(message, *args)
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
-        log.info("sieve: partitions assigned: %s", _describe(partitions))
         self._sizes_known = False
         self._assignment_known = False
+        if self._listener is not None:
+            self._listener.assigned([self._partition_of(tp.topic, tp.partition) for tp in partitions])
+        else:
+            log.info("sieve: partitions assigned: %s", _describe(partitions))
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
-        if partitions:
-            log.info("sieve: partitions revoked: %s", _describe(partitions))
         self._assignment_known = False
+        if self._listener is not None:
+            self._listener.revoked([self._partition_of(tp.topic, tp.partition) for tp in partitions])
+        elif partitions:
+            log.info("sieve: partitions revoked: %s", _describe(partitions))
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning("sieve: partitions lost: %s", _describe(partitions))

@@ -267,8 +267,9 @@ def status_of(url: str) -> int:
         return int(error.code)
 
 
-def test_readiness_liveness_and_a_graceful_sigterm(broker: EmbeddedBroker, tmp_path: Path):
-    settings = isolated_settings(broker, tmp_path)
+@pytest.mark.parametrize("sieve_client", ["aiokafka", "librdkafka"])
+def test_readiness_liveness_and_a_graceful_sigterm(broker: EmbeddedBroker, tmp_path: Path, sieve_client: str):
+    settings = replace(isolated_settings(broker, tmp_path), sieve_client=sieve_client)
     base = f"http://{settings.web_host}:{settings.web_port}"
     log_path = tmp_path / "worker.log"
     asyncio.run(ensure_topics(settings))
@@ -279,7 +280,10 @@ def test_readiness_liveness_and_a_graceful_sigterm(broker: EmbeddedBroker, tmp_p
             saw_unready = saw_unready or status_of_or_none(base + "/readyz") == 503
             assert process.poll() is None, log_path.read_text()
             time.sleep(0.2)
-        assert saw_unready, "/readyz answered 200 before the sieve joined its group"
+        assert saw_unready, "/readyz answered 200 before the worker started"
+        # librdkafka's poll comes back empty while the group is still being joined.
+        joined = "sieve: partitions assigned" in log_path.read_text()
+        assert joined, "/readyz answered 200 before the sieve joined its group"
         assert status_of(base + "/livez") == 200
         asyncio.run(produce(settings, settings.events_topic, incident_documents()))
         asyncio.run(consume_until(settings, settings.alerts_topic, lambda found: len(found) >= 1))
