@@ -24,12 +24,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,10 @@ from streams.simulate import FleetPlan, spring_2025
 from streams.timeutil import HOUR_MS, MINUTE_MS, parse_event_time
 from streams.winlogbeat import device_key
 
-PEER_TIMEOUT_SECONDS = 300.0
+# A peer or worker that reads nothing more for this long is given up on. No limit on the
+# whole run: a recorded fleet of millions of records takes the Faust agent many minutes.
+STALL_SECONDS = 120.0
+PROGRESS_SECONDS = 10.0  # how often a long stretch says how far it has got
 LOOK_SECONDS = 0.05  # how often the bench looks at a worker's metrics where timing starts and ends
 MAX_LOOK_SECONDS = 0.5
 
@@ -78,6 +84,22 @@ class BenchPlan:
 
 def progress(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Says how far a stretch has got, at most once per `PROGRESS_SECONDS` (none for a short one)."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self._what, self._total = what, total
+        self._started = self._said = time.monotonic()
+
+    def at(self, done: float) -> None:
+        now = time.monotonic()
+        if now - self._said >= PROGRESS_SECONDS:
+            self._said = now
+            # No rate: a peer's start-up is in the time, and the figure comes at the end.
+            elapsed = now - self._started
+            progress(f"  {self._what}: {done:,.0f} of {self._total:,} records, {elapsed:.0f} s in")
 
 
 def fleet_records(plan: BenchPlan) -> list[bytes]:
@@ -127,13 +149,15 @@ async def produce(
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1 << 20)
     await producer.start()
+    said = Progress("produced", len(records))
     try:
         batch = []
-        for record, key in zip(records, keys or [None] * len(records), strict=True):
+        for sent, (record, key) in enumerate(zip(records, keys or [None] * len(records), strict=True), 1):
             batch.append(await producer.send(topic, value=record, key=key))
             if len(batch) >= 5_000:
                 await asyncio.gather(*batch)
                 batch = []
+                said.at(sent)
         await asyncio.gather(*batch)
     finally:
         await producer.stop()
@@ -149,6 +173,7 @@ async def ceiling(bootstrap: str, topic: str, count: int) -> float:
         max_poll_records=5_000,
     )
     await consumer.start()
+    said = Progress("ceiling", count)
     try:
         seen, first = 0, 0.0
         while seen < count:
@@ -159,6 +184,7 @@ async def ceiling(bootstrap: str, topic: str, count: int) -> float:
                 for message in messages:
                     orjson.loads(message.value)
                 seen += sum(1 for _ in messages)
+            said.at(seen)
         return count / (time.perf_counter() - first)
     finally:
         await consumer.stop()
@@ -169,33 +195,66 @@ def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int, wor
     if kind == "quix" and importlib.util.find_spec("quixstreams") is None:
         progress("Quix Streams is not installed (pip install 'kbwatch[bench]'): skipped")
         return None
+    command = [
+        sys.executable,
+        "-m",
+        "streams.bench_peers",
+        kind,
+        bootstrap,
+        topic,
+        str(count),
+        str(partitions),
+    ]
+    # cwd: where Faust and Quix keep their state.
+    return run_peer(f"the {kind} peer", command, count, cwd=workdir)
+
+
+def run_peer(
+    name: str, command: list[str], count: int, cwd: Path, stall_seconds: float = STALL_SECONDS
+) -> float | None:
+    """A peer's records/s from its output (`streams.bench_peers`), relaying its progress.
+
+    None, and the peer stopped, when it exits without a figure or reports no
+    progress for `stall_seconds` (it reports every `bench_peers.PROGRESS_RECORDS`).
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+    assert process.stdout is not None
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    said = Progress(name.removeprefix("the "), count)
+    tail: deque[str] = deque(maxlen=30)  # what it said last, for a failure
     try:
-        completed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streams.bench_peers",
-                kind,
-                bootstrap,
-                topic,
-                str(count),
-                str(partitions),
-            ],
-            capture_output=True,
-            cwd=workdir,  # where Faust and Quix keep their state
-            timeout=PEER_TIMEOUT_SECONDS,
-        )
-    except subprocess.TimeoutExpired:
-        progress(f"the {kind} peer did not finish within {PEER_TIMEOUT_SECONDS:.0f} s")
-        return None
-    # Faust redirects standard output into its log, which it writes to stderr.
-    for line in (completed.stdout + completed.stderr).decode(errors="replace").splitlines():
-        start = line.find('{"peer"')
-        if start >= 0:
-            rate: float = orjson.loads(line[start:])["records_per_second"]
-            return rate
-    progress(f"the {kind} peer failed: {completed.stderr.decode()[-600:]}")
+        while True:
+            try:
+                line = lines.get(timeout=stall_seconds)
+            except queue.Empty:
+                progress(f"{name} read nothing more for {stall_seconds:.0f} s: stopped")
+                return None
+            if line is None:
+                break
+            text = line.decode(errors="replace")
+            # Faust redirects standard output into its log, which it writes to stderr.
+            start = text.find('{"peer"')
+            if start < 0:
+                tail.append(text)
+                continue
+            report = orjson.loads(text[start:].rstrip())
+            if "records_per_second" in report:
+                rate: float = report["records_per_second"]
+                return rate
+            said.at(report["read"])
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    progress(f"{name} failed (exit code {process.returncode}): {''.join(tail)[-600:]}")
     return None
+
+
+def _read_lines(stream: Any, lines: queue.Queue[bytes | None]) -> None:
+    for line in iter(stream.readline, b""):
+        lines.put(line)
+    lines.put(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +341,8 @@ def group_rate(
         quiet = (time.perf_counter(), [_cpu_seconds(pid) for pid in pids])
     first: tuple[float, list[float]] | None = None
     read_before = 0.0
-    deadline = time.monotonic() + PEER_TIMEOUT_SECONDS
+    said = Progress(f"{len(processes)} workers" if len(processes) > 1 else "worker", count)
+    moved, deadline = (-1.0, -1.0), time.monotonic() + STALL_SECONDS
     while time.monotonic() < deadline:
         for process in processes:
             if process.poll() is not None:
@@ -290,6 +350,9 @@ def group_rate(
         pages = [scrape(url) for url in urls]
         read, made, applied = (sum(column) for column in zip(*map(_progress_of, pages), strict=True))
         look = (time.perf_counter(), [_cpu_seconds(pid) for pid in pids])
+        said.at(read)
+        if (read, applied) != moved:  # both only grow
+            moved, deadline = (read, applied), time.monotonic() + STALL_SECONDS
         if first is None and (quiet is not None or all(_reads_input(page) for page in pages)):
             if not read:
                 quiet = look
@@ -315,7 +378,7 @@ def group_rate(
             )
         started = first[0] if first is not None else None
         time.sleep(_next_look_in(started, look[0], read - read_before, count - read))
-    raise RuntimeError(f"{len(processes)} worker(s) did not finish the stream in time")
+    raise RuntimeError(f"{len(processes)} worker(s) read nothing more for {STALL_SECONDS:.0f} s")
 
 
 def _next_look_in(started: float | None, now: float, done: float, left: float) -> float:

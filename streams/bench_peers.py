@@ -3,7 +3,10 @@
 The job: read every record of a topic of Winlogbeat documents, decode it, and
 for the relevant ones (the providers kbwatch's rules read) update a per-device
 state. Run as `python -m streams.bench_peers faust|quix BROKER TOPIC COUNT`;
-each prints one JSON line with its records per second, first record to last.
+each prints one JSON line with its records per second, first record to last,
+and before it one line per `PROGRESS_RECORDS` read, so that the bench can tell
+a long run from a stuck one. The progress check replaces the check for the last
+record: a peer does no more per record for it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 from streams.catalog import RELEVANT_EVENTS
 
 RELEVANT_PROVIDERS = frozenset(provider for provider, _ in RELEVANT_EVENTS)
+PROGRESS_RECORDS = 50_000
 
 
 def device_of(document: dict[str, Any]) -> str:
@@ -48,9 +52,11 @@ def run_faust(broker: str, topic: str, count: int, partitions: int) -> None:
     source = app.topic(topic, value_type=bytes)
     devices = app.Table("bench-devices", default=int, partitions=partitions)
     seen = {"count": 0, "first": 0.0}
+    mark = _next_mark(0, count)
 
     @app.agent(source)
     async def per_record(stream: Any) -> None:
+        nonlocal mark
         async for value in stream:
             if not seen["count"]:
                 seen["first"] = time.perf_counter()
@@ -58,7 +64,11 @@ def run_faust(broker: str, topic: str, count: int, partitions: int) -> None:
             if relevant(document):
                 devices[device_of(document)] += 1
             seen["count"] += 1
-            if seen["count"] == count:
+            if seen["count"] == mark:
+                if mark < count:
+                    _report_progress("faust", mark)
+                    mark = _next_mark(mark, count)
+                    continue
                 _report("faust", count, time.perf_counter() - seen["first"])
                 # The figure is out; a graceful stop would wait on this very agent.
                 os._exit(0)
@@ -80,15 +90,21 @@ def run_quix(broker: str, topic: str, count: int, partitions: int) -> None:
     )
     source = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
     seen = {"count": 0, "first": 0.0}
+    mark = _next_mark(0, count)
 
     def decode(value: bytes) -> Any:
+        nonlocal mark
         if not seen["count"]:
             seen["first"] = time.perf_counter()
         seen["count"] += 1
         document = orjson.loads(value)
-        if seen["count"] == count:
-            _report("quix", count, time.perf_counter() - seen["first"])
-            app.stop()
+        if seen["count"] == mark:
+            if mark < count:
+                _report_progress("quix", mark)
+                mark = _next_mark(mark, count)
+            else:
+                _report("quix", count, time.perf_counter() - seen["first"])
+                app.stop()
         return document
 
     def update(document: Any, state: Any) -> None:
@@ -99,6 +115,15 @@ def run_quix(broker: str, topic: str, count: int, partitions: int) -> None:
     frame = frame.group_by(device_of, name="device")
     frame.update(update, stateful=True)
     app.run()
+
+
+def _next_mark(mark: int, count: int) -> int:
+    """The next count at which a peer reports: progress, or the last record's figure."""
+    return min(count, mark + PROGRESS_RECORDS)
+
+
+def _report_progress(peer: str, read: int) -> None:
+    print(orjson.dumps({"peer": peer, "read": read}).decode(), flush=True)
 
 
 def _report(peer: str, count: int, seconds: float) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import orjson
 import pytest
+
+from streams import bench
+from streams.bench import BenchPlan
+from streams.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +74,17 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
     )
     assert "records/s" in completed.stdout.decode()
     assert "cpu cores: worker" in completed.stdout.decode()
+
+
+@pytest.mark.parametrize("kind", ["faust", "quix"])
+def test_each_peer_reads_the_whole_topic_and_reports_its_figure(
+    broker: EmbeddedBroker, tmp_path: Path, kind: str
+) -> None:
+    if kind == "quix" and importlib.util.find_spec("quixstreams") is None:
+        pytest.skip("Quix Streams is an optional bench dependency (pip install 'kbwatch[bench]')")
+    records = bench.fleet_records(BenchPlan(devices=5))
+    topic = f"peer-{uuid.uuid4().hex[:8]}"
+    asyncio.run(bench.create_topic(broker.bootstrap, topic, 2))
+    asyncio.run(bench.produce(broker.bootstrap, topic, records))
+    rate = bench.peer(kind, broker.bootstrap, topic, len(records), 2, tmp_path)
+    assert rate is not None and rate > 0
