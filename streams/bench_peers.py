@@ -68,10 +68,10 @@ def run_faust(broker: str, topic: str, count: int, partitions: int) -> None:
                 if mark < count:
                     _report_progress("faust", mark)
                     mark = _next_mark(mark, count)
-                    continue
-                _report("faust", count, time.perf_counter() - seen["first"])
-                # The figure is out; a graceful stop would wait on this very agent.
-                os._exit(0)
+                else:
+                    _report("faust", count, time.perf_counter() - seen["first"])
+                    # The figure is out; a graceful stop would wait on this very agent.
+                    os._exit(0)
 
     worker = faust.Worker(app, loglevel="warning", quiet=True)
     worker.execute_from_commandline()
