@@ -65,11 +65,8 @@ def run_faust(broker: str, topic: str, count: int, partitions: int) -> None:
                 devices[device_of(document)] += 1
             seen["count"] += 1
             if seen["count"] == mark:
-                if mark < count:
-                    _report_progress("faust", mark)
-                    mark = _next_mark(mark, count)
-                else:
-                    _report("faust", count, time.perf_counter() - seen["first"])
+                mark = _at_mark("faust", mark, count, seen["first"])
+                if not mark:
                     # The figure is out; a graceful stop would wait on this very agent.
                     os._exit(0)
 
@@ -99,11 +96,8 @@ def run_quix(broker: str, topic: str, count: int, partitions: int) -> None:
         seen["count"] += 1
         document = orjson.loads(value)
         if seen["count"] == mark:
-            if mark < count:
-                _report_progress("quix", mark)
-                mark = _next_mark(mark, count)
-            else:
-                _report("quix", count, time.perf_counter() - seen["first"])
+            mark = _at_mark("quix", mark, count, seen["first"])
+            if not mark:
                 app.stop()
         return document
 
@@ -122,8 +116,13 @@ def _next_mark(mark: int, count: int) -> int:
     return min(count, mark + PROGRESS_RECORDS)
 
 
-def _report_progress(peer: str, read: int) -> None:
-    print(orjson.dumps({"peer": peer, "read": read}).decode(), flush=True)
+def _at_mark(peer: str, mark: int, count: int, first: float) -> int:
+    """Report the records read at `mark`, or the figure at the last one; the next mark (0: done)."""
+    if mark < count:
+        print(orjson.dumps({"peer": peer, "read": mark}).decode(), flush=True)
+        return _next_mark(mark, count)
+    _report(peer, count, time.perf_counter() - first)
+    return 0
 
 
 def _report(peer: str, count: int, seconds: float) -> None:
