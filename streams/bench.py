@@ -57,6 +57,7 @@ from streams.winlogbeat import device_key
 # whole run: a recorded fleet of millions of records takes the Faust agent many minutes.
 STALL_SECONDS = 120.0
 PROGRESS_SECONDS = 10.0  # how often a long stretch says how far it has got
+PEER_EXIT_SECONDS = 30.0  # how long a peer that has given its figure may take to stop
 LOOK_SECONDS = 0.05  # how often the bench looks at a worker's metrics where timing starts and ends
 MAX_LOOK_SECONDS = 0.5
 
@@ -229,6 +230,7 @@ def run_peer(
                 line = lines.get(timeout=stall_seconds)
             except queue.Empty:
                 progress(f"{name} read nothing more for {stall_seconds:.0f} s: stopped")
+                process.kill()
                 return None
             if line is None:
                 break
@@ -244,9 +246,11 @@ def run_peer(
                 return rate
             said.at(report["read"])
     finally:
-        if process.poll() is None:
+        try:
+            process.wait(timeout=PEER_EXIT_SECONDS)  # after its figure, a peer stops by itself
+        except subprocess.TimeoutExpired:
             process.kill()
-        process.wait()
+            process.wait()
     progress(f"{name} failed (exit code {process.returncode}): {''.join(tail)[-600:]}")
     return None
 
