@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaError
@@ -240,3 +242,42 @@ def test_its_assignment_follows_the_group_as_members_come_and_go(broker: Embedde
             await first.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
+def test_a_sieve_left_without_partitions_has_still_joined_its_group(
+    broker: EmbeddedBroker, tmp_path: Path, client: str
+) -> None:
+    """Readiness waits for the join (`Ingest.polling`): a worker beside more workers than
+    input partitions gets none, and must still become ready."""
+    from streams.bench import create_topic
+    from streams.ingest import Takeovers, _consumer
+    from streams.metrics import Metrics
+
+    settings = replace(isolated_settings(broker, tmp_path), sieve_client=client)
+    topic = f"{settings.app_id}-one-partition"
+
+    async def scenario() -> None:
+        await create_topic(settings.bootstrap_servers(), topic, 1)
+        consumers = [_consumer(settings, Metrics.create()) for _ in range(2)]
+        listeners = [Takeovers() for _ in consumers]
+        for consumer, listener in zip(consumers, listeners, strict=True):
+            consumer.subscribe([topic], listener=listener)
+            await consumer.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not (all(listener.joined for listener in listeners) and _split(consumers)):
+                assert time.monotonic() < deadline, [listener.joined for listener in listeners]
+                await asyncio.gather(
+                    *(consumer.getmany(timeout_ms=200, max_records=10) for consumer in consumers)
+                )
+        finally:
+            for consumer in consumers:
+                await consumer.stop()
+
+    asyncio.run(scenario())
+
+
+def _split(consumers: list[Any]) -> bool:
+    """One consumer has the only partition, the other none."""
+    return sorted(len(consumer.assignment()) for consumer in consumers) == [0, 1]
