@@ -207,11 +207,11 @@ def peer(kind: str, bootstrap: str, topic: str, count: int, partitions: int, wor
         str(partitions),
     ]
     # cwd: where Faust and Quix keep their state.
-    return run_peer(f"the {kind} peer", command, count, cwd=workdir)
+    return run_peer(kind, command, count, cwd=workdir)
 
 
 def run_peer(
-    name: str, command: list[str], count: int, cwd: Path, stall_seconds: float = STALL_SECONDS
+    kind: str, command: list[str], count: int, cwd: Path, stall_seconds: float = STALL_SECONDS
 ) -> float | None:
     """A peer's records/s from its output (`streams.bench_peers`), relaying its progress.
 
@@ -222,14 +222,14 @@ def run_peer(
     assert process.stdout is not None
     lines: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    said = Progress(name.removeprefix("the "), count)
+    said = Progress(f"{kind} peer", count)
     tail: deque[str] = deque(maxlen=30)  # what it said last, for a failure
     try:
         while True:
             try:
                 line = lines.get(timeout=stall_seconds)
             except queue.Empty:
-                progress(f"{name} read nothing more for {stall_seconds:.0f} s: stopped")
+                progress(f"the {kind} peer read nothing more for {stall_seconds:.0f} s: stopped")
                 process.kill()
                 return None
             if line is None:
@@ -251,7 +251,7 @@ def run_peer(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    progress(f"{name} failed (exit code {process.returncode}): {''.join(tail)[-600:]}")
+    progress(f"the {kind} peer failed (exit code {process.returncode}): {''.join(tail)[-600:]}")
     return None
 
 

@@ -117,7 +117,7 @@ class RdkafkaConsumer:
         self._topic_sizes: dict[str, int] = {}
         self._sizes_known = False
         self._topics: list[str] = []
-        self._listener: Any = None  # hears of assignments, as aiokafka's rebalance listener does
+        self._listener: Any = None  # hears of assignments (`ingest.Takeovers` unless given one)
         # The assignment as of the last rebalance, read again on the consumer's thread after
         # each one: librdkafka's `assignment()` asks its main thread and waits for the answer
         # holding the GIL (3 % of the worker's Python time in a py-spy profile), and the
@@ -134,8 +134,10 @@ class RdkafkaConsumer:
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         """Remember the topics; `start` subscribes. The listener's `assigned` and `revoked`
         (`ingest.Takeovers`) are called on the consumer's thread, with aiokafka's partitions."""
+        from streams.ingest import Takeovers
+
         self._topics = list(topics)
-        self._listener = listener
+        self._listener = listener if listener is not None else Takeovers()
 
     async def start(self) -> None:
         self._consumer = await self._call(self._create)
@@ -169,17 +171,11 @@ class RdkafkaConsumer:
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._sizes_known = False
         self._assignment_known = False
-        if self._listener is not None:
-            self._listener.assigned([self._partition_of(tp.topic, tp.partition) for tp in partitions])
-        else:
-            log.info("sieve: partitions assigned: %s", _describe(partitions))
+        self._listener.assigned([self._partition_of(tp.topic, tp.partition) for tp in partitions])
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         self._assignment_known = False
-        if self._listener is not None:
-            self._listener.revoked([self._partition_of(tp.topic, tp.partition) for tp in partitions])
-        elif partitions:
-            log.info("sieve: partitions revoked: %s", _describe(partitions))
+        self._listener.revoked([self._partition_of(tp.topic, tp.partition) for tp in partitions])
 
     def _lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning("sieve: partitions lost: %s", _describe(partitions))

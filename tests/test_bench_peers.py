@@ -29,7 +29,7 @@ def test_a_peer_figure_is_read_from_its_last_line_and_its_progress_is_relayed(
         """print('[2026-12-08 01:00:00,000] [1] [WARNING] {"peer":"faust","read":50000}', file=sys.stderr)""",
         """print('{"peer":"faust","records":80000,"seconds":2.0,"records_per_second":40000.0}')""",
     )
-    assert bench.run_peer("the faust peer", peer, 80_000, cwd=tmp_path) == 40_000.0
+    assert bench.run_peer("faust", peer, 80_000, cwd=tmp_path) == 40_000.0
     said = capsys.readouterr().err
     assert "faust peer: 50,000 of 80,000 records, " in said
 
@@ -37,14 +37,14 @@ def test_a_peer_figure_is_read_from_its_last_line_and_its_progress_is_relayed(
 def test_a_peer_that_reads_nothing_more_is_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     peer = script("""print('{"peer":"quix","read":50000}', flush=True)""", "time.sleep(60)")
     started = time.monotonic()
-    assert bench.run_peer("the quix peer", peer, 80_000, cwd=tmp_path, stall_seconds=1.0) is None
+    assert bench.run_peer("quix", peer, 80_000, cwd=tmp_path, stall_seconds=1.0) is None
     assert time.monotonic() - started < 30
     assert "the quix peer read nothing more for 1 s: stopped" in capsys.readouterr().err
 
 
 def test_a_peer_that_exits_without_a_figure_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     peer = script("print('KafkaConnectionError: cannot reach the broker', file=sys.stderr)", "sys.exit(3)")
-    assert bench.run_peer("the faust peer", peer, 80_000, cwd=tmp_path) is None
+    assert bench.run_peer("faust", peer, 80_000, cwd=tmp_path) is None
     said = capsys.readouterr().err
     assert "the faust peer failed (exit code 3)" in said
     assert "cannot reach the broker" in said
