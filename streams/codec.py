@@ -33,7 +33,7 @@ class Peeker:
 
     For the sieve's hot path, where a record is judged on five fields of about
     fifty: `loads` builds every one as a Python object, this builds only what
-    is read, in a third of the time (README, Performance). It accepts what
+    is read, in less than half the time (README, Performance). It accepts what
     `loads` accepts, and declines (None) where the two differ, so the caller
     can fall back on `loads`: anything simdjson refuses, including integers
     beyond 64 bits (which orjson reads as floats), and a leading byte order

@@ -11,8 +11,8 @@ after everything it produced from it is acknowledged (at-least-once).
 The `seen` signals (most of what it sends) and the clock's ticks may wait up
 to `SEEN_LINGER_SECONDS` for the next batches' while a backlog is being read:
 fewer, fuller `seen_many` messages and fewer ticks cost the broker and the
-device agents less (README, Performance). Alerting signals never wait, and
-nothing is committed while a `seen` of it waits.
+device agents less (docs/performance-history.md, 0.8.10). Alerting signals
+never wait, and nothing is committed while a `seen` of it waits.
 """
 
 from __future__ import annotations

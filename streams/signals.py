@@ -46,7 +46,8 @@ class SignalKind(StrEnum):
 
 # Not frozen, but never changed once built (`dataclasses.replace` makes a new one): a
 # frozen dataclass sets each of its 13 fields through `object.__setattr__`, 1.7 µs a
-# Signal against 0.5 µs, and a worker builds two for every `seen` (README, Performance).
+# Signal against 0.5 µs, and a worker builds two for every `seen`
+# (docs/performance-history.md, 0.8.6).
 @dataclass(slots=True)
 class Signal:
     """One normalised fact. `time_ms` is the record's event time (UTC epoch ms)."""

@@ -74,6 +74,10 @@ def test_bench_runs_end_to_end_and_ends_with_its_json_figures():
     )
     assert "records/s" in completed.stdout.decode()
     assert "cpu cores: worker" in completed.stdout.decode()
+    # The JSON is a contract: the README's Performance section names every key it carries.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    performance = readme.split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+    assert [key for key in figures if f"`{key}`" not in performance] == []
 
 
 @pytest.mark.parametrize("kind", ["faust", "quix"])
