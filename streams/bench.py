@@ -216,7 +216,8 @@ def run_peer(
     """A peer's records/s from its output (`streams.bench_peers`), relaying its progress.
 
     None, and the peer stopped, when it exits without a figure or reports no
-    progress for `stall_seconds` (it reports every `bench_peers.PROGRESS_RECORDS`).
+    progress for `stall_seconds` (it reports every `bench_peers.PROGRESS_RECORDS`):
+    a peer that only logs, retrying a broker it cannot reach, has stalled too.
     """
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
     assert process.stdout is not None
@@ -224,10 +225,11 @@ def run_peer(
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
     said = Progress(f"{kind} peer", count)
     tail: deque[str] = deque(maxlen=30)  # what it said last, for a failure
+    deadline = time.monotonic() + stall_seconds
     try:
         while True:
             try:
-                line = lines.get(timeout=stall_seconds)
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 progress(f"the {kind} peer read nothing more for {stall_seconds:.0f} s: stopped")
                 process.kill()
@@ -245,6 +247,7 @@ def run_peer(
                 rate: float = report["records_per_second"]
                 return rate
             said.at(report["read"])
+            deadline = time.monotonic() + stall_seconds
     finally:
         try:
             process.wait(timeout=PEER_EXIT_SECONDS)  # after its figure, a peer stops by itself

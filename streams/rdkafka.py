@@ -32,6 +32,7 @@ import confluent_kafka
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from streams.ingest import Takeovers
 from streams.security import sasl_password
 from streams.settings import Settings
 
@@ -134,8 +135,6 @@ class RdkafkaConsumer:
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         """Remember the topics; `start` subscribes. The listener's `assigned` and `revoked`
         (`ingest.Takeovers`) are called on the consumer's thread, with aiokafka's partitions."""
-        from streams.ingest import Takeovers
-
         self._topics = list(topics)
         self._listener = listener if listener is not None else Takeovers()
 

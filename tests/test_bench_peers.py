@@ -42,6 +42,19 @@ def test_a_peer_that_reads_nothing_more_is_stopped(tmp_path: Path, capsys: pytes
     assert "the quix peer read nothing more for 1 s: stopped" in capsys.readouterr().err
 
 
+def test_a_peer_that_only_logs_has_stalled_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # As a peer retrying a broker it cannot reach: log lines, and no record read.
+    peer = script(
+        "while True:",
+        "    print('KafkaConnectionError: retrying', flush=True)",
+        "    time.sleep(0.2)",
+    )
+    started = time.monotonic()
+    assert bench.run_peer("faust", peer, 80_000, cwd=tmp_path, stall_seconds=1.0) is None
+    assert time.monotonic() - started < 30
+    assert "the faust peer read nothing more for 1 s: stopped" in capsys.readouterr().err
+
+
 def test_a_peer_that_exits_without_a_figure_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     peer = script("print('KafkaConnectionError: cannot reach the broker', file=sys.stderr)", "sys.exit(3)")
     assert bench.run_peer("faust", peer, 80_000, cwd=tmp_path) is None
